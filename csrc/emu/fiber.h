@@ -1,0 +1,56 @@
+// Fibers: user-space threads with their own stacks, switched by hand.
+//
+// An emulated CUDA thread that reaches a barrier must stop where it is while
+// its block-mates catch up, then continue. A fiber is the cheapest way to
+// stop a C++ function mid-flight: a context switch saves only the
+// callee-saved registers and the stack pointer (a few ns on x86-64 and
+// aarch64, hand-written assembly in fiber.cpp), where glibc's swapcontext
+// makes a signal-mask syscall (~250 ns) and is kept only as the fallback for
+// other processors.
+#pragma once
+
+#include <cstddef>
+
+namespace dc::emu {
+
+class Fiber {
+ public:
+  // A fiber runs entry(arg) on its own stack; when entry returns the fiber
+  // switches back to whoever resumed it last and never runs again until
+  // reset() starts it afresh.
+  using Entry = void (*)(void* arg);
+
+  explicit Fiber(std::size_t stack_bytes);
+  ~Fiber();
+  Fiber(const Fiber&) = delete;
+  Fiber& operator=(const Fiber&) = delete;
+
+  void reset(Entry entry, void* arg);
+  // From the scheduler: run the fiber until it yields or finishes.
+  void resume();
+  // From inside the fiber: give control back to the scheduler.
+  void yield();
+  bool finished() const { return finished_; }
+
+  static const char* switch_kind();  // "x86-64 assembly", "aarch64 assembly", "ucontext"
+
+  // Where every fiber starts (called from the assembly entry stub).
+  static void trampoline(void* self);
+
+ private:
+  char* stack_ = nullptr;       // lowest usable address (a guard page lies below)
+  std::size_t stack_bytes_ = 0;
+  std::size_t mapped_bytes_ = 0;
+  void* fiber_sp_ = nullptr;    // saved stack pointer of the suspended fiber
+  void* caller_sp_ = nullptr;   // saved stack pointer of the scheduler
+  void* native_ = nullptr;      // ucontext storage in the fallback build
+  Entry entry_ = nullptr;
+  void* arg_ = nullptr;
+  bool finished_ = true;
+  // AddressSanitizer must be told about stack switches (fiber.cpp).
+  void* asan_fake_stack_ = nullptr;
+  const void* caller_stack_bottom_ = nullptr;
+  std::size_t caller_stack_size_ = 0;
+};
+
+}  // namespace dc::emu

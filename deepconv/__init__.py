@@ -1,0 +1,53 @@
+"""deepconv: CUDA convnets (AlexNet / VGG class) with a CPU emulator.
+
+Importing deepconv never needs a GPU: the emulator backend (``deepconv._emu``)
+is always there, and the CUDA backend (``deepconv._cuda`` + cupy) is probed
+lazily and only reported unavailable when it cannot be used.
+"""
+
+__version__ = "0.1.0"
+
+from deepconv.backend import (
+    Device,
+    asarray,
+    check_same_device,
+    cuda_available,
+    device,
+    device_of,
+    devices,
+    empty,
+    reset_transfer_stats,
+    to_device,
+    to_numpy,
+    transfer_stats,
+    zeros,
+)
+from deepconv.backend.emu import (
+    BarrierDivergenceError,
+    EmulatorError,
+    LaunchConfigError,
+    MisalignedAccessError,
+)
+from deepconv import ops
+
+__all__ = [
+    "BarrierDivergenceError",
+    "Device",
+    "EmulatorError",
+    "LaunchConfigError",
+    "MisalignedAccessError",
+    "__version__",
+    "asarray",
+    "check_same_device",
+    "cuda_available",
+    "device",
+    "device_of",
+    "devices",
+    "empty",
+    "ops",
+    "reset_transfer_stats",
+    "to_device",
+    "to_numpy",
+    "transfer_stats",
+    "zeros",
+]

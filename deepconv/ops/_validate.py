@@ -1,0 +1,141 @@
+"""Argument checks shared by the ops. Each raises TypeError (wrong kind of
+object or dtype) or ValueError (wrong shape, layout, device, value) with a
+message that starts with the argument's name and says what was expected.
+
+Nothing here launches a kernel: ops validate every argument first, so a bad
+call never leaves half its outputs written.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from deepconv.backend import backend_for, check_same_device, is_array
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(arr, name: str):
+    """``arr`` must be a C-contiguous float32/float64 numpy or cupy array."""
+    if not is_array(arr):
+        raise TypeError(
+            f"{name}: expected a numpy.ndarray (emulated device) or a cupy.ndarray "
+            f"(CUDA device), got {type(arr).__name__}"
+        )
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {arr.dtype}")
+    if not arr.flags.c_contiguous:
+        raise ValueError(
+            f"{name}: expected a C-contiguous array, got strides {arr.strides} for shape "
+            f"{arr.shape}; make one with deepconv.asarray(...)"
+        )
+    return arr
+
+
+def writeable(arr, name: str):
+    """``arr`` will be written: refuse a read-only numpy array (cupy arrays
+    have no read-only flag)."""
+    if not getattr(arr.flags, "writeable", True):
+        raise ValueError(f"{name}: the array is read-only, but this op writes its result into it")
+    return arr
+
+
+def like(arr, name: str, ref, ref_name: str):
+    """``arr`` must have the shape and dtype of ``ref``."""
+    if arr.shape != ref.shape:
+        raise ValueError(
+            f"{name}: expected the shape of {ref_name} {tuple(ref.shape)}, got {tuple(arr.shape)}"
+        )
+    if arr.dtype != ref.dtype:
+        raise TypeError(f"{name}: expected the dtype of {ref_name} ({ref.dtype}), got {arr.dtype}")
+    return arr
+
+
+def output(out, name: str, ref, ref_name: str):
+    """An ``out=`` argument: a writeable float array shaped like ``ref``."""
+    float_array(out, name)
+    like(out, name, ref, ref_name)
+    return writeable(out, name)
+
+
+def _span(arr, be) -> tuple[int, int]:
+    # C-contiguous, so the elements occupy exactly [start, start + nbytes).
+    start = be.pointer(arr)
+    return start, start + arr.nbytes
+
+
+def overlaps(a, b, be) -> bool:
+    """Whether two C-contiguous arrays on one device share any byte."""
+    if a.nbytes == 0 or b.nbytes == 0:
+        return False
+    a0, a1 = _span(a, be)
+    b0, b1 = _span(b, be)
+    return a0 < b1 and b0 < a1
+
+
+def same_buffer(a, b, be) -> bool:
+    """Whether two C-contiguous arrays are exactly the same elements."""
+    return be.pointer(a) == be.pointer(b) and a.nbytes == b.nbytes
+
+
+def in_place_or_disjoint(out, out_name: str, src, src_name: str, be):
+    """``out`` may be ``src`` itself (in place) or separate from it, but not
+    a shifted or partial view of it, which would race between threads."""
+    if overlaps(out, src, be) and not same_buffer(out, src, be):
+        raise ValueError(
+            f"{out_name}: overlaps {src_name} without being the same array; pass "
+            f"{out_name}={src_name} for in place, or a separate array"
+        )
+
+
+def disjoint(named_arrays, be):
+    """No two of ``named_arrays`` (name -> array) may share memory."""
+    items = [(name, a) for name, a in named_arrays if a.nbytes]
+    spans = sorted((_span(a, be), name) for name, a in items)
+    for (prev_span, prev_name), (span, name) in zip(spans, spans[1:]):
+        if span[0] < prev_span[1]:
+            raise ValueError(
+                f"{name} and {prev_name} share memory: each must be a separate array "
+                "(the same parameter passed twice would be updated twice)"
+            )
+
+
+def array_list(seq, name: str) -> list:
+    """A list or tuple of arrays (not one array, which would iterate rows)."""
+    if is_array(seq) or not isinstance(seq, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of arrays, got {type(seq).__name__}")
+    return list(seq)
+
+
+def hyperparameter(value, name: str, count: int) -> list[float]:
+    """A finite, non-negative float, or a sequence of ``count`` of them (one
+    per tensor); returned as a list of ``count`` floats."""
+    if isinstance(value, (list, tuple)):
+        values = list(value)
+        if len(values) != count:
+            raise ValueError(
+                f"{name}: expected one value per parameter tensor ({count}), got {len(values)}"
+            )
+        return [_nonnegative_real(v, f"{name}[{i}]") for i, v in enumerate(values)]
+    return [_nonnegative_real(value, name)] * count
+
+
+def _nonnegative_real(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name}: expected a float (or a list of floats, one per tensor), "
+            f"got {type(value).__name__}"
+        )
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite value >= 0, got {value}")
+    return value
+
+
+def device_and_backend(**arrays):
+    """The common device of ``arrays`` and the backend that serves it."""
+    dev = check_same_device(**arrays)
+    return dev, backend_for(dev)
