@@ -15,7 +15,7 @@ import numpy as np
 from deepconv.backend import backend_for, device_of, is_array, to_numpy
 from deepconv.backend.emu import _emu
 
-__all__ = ["assert_race_free", "race_check"]
+__all__ = ["assert_race_free", "race_check", "numeric_gradient", "assert_gradient_close"]
 
 
 @contextlib.contextmanager
@@ -57,6 +57,54 @@ def assert_race_free(fn, *args, seeds=(1, 2, 3)):
                 "from the default schedule: " + "; ".join(problems)
             )
     return reference
+
+
+def numeric_gradient(loss, x, eps=1e-6):
+    """Central-difference gradient of the scalar ``loss()`` with respect to
+    the numpy array ``x``, which ``loss`` reads (Caffe's gradient checker).
+
+    Each element of ``x`` is nudged by +eps and -eps in turn and restored, so
+    ``x`` is unchanged afterwards. Use float64 arrays and an eps around 1e-6:
+    the truncation error is O(eps^2), the rounding error O(1e-16 / eps).
+    """
+    if not isinstance(x, np.ndarray) or x.dtype != np.float64:
+        raise TypeError("x must be a float64 numpy array (numeric gradients need the precision)")
+    grad = np.zeros_like(x)
+    flat, grad_flat = x.reshape(-1), grad.reshape(-1)
+    if not np.shares_memory(flat, x):
+        raise ValueError("x must be contiguous, so that nudging its elements reaches loss()")
+    for i in range(flat.size):
+        original = flat[i]
+        flat[i] = original + eps
+        up = float(loss())
+        flat[i] = original - eps
+        down = float(loss())
+        flat[i] = original
+        grad_flat[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def assert_gradient_close(analytic, numeric, rtol=1e-5, atol=1e-7, ignore=None, name="gradient"):
+    """Compare an analytic gradient with :func:`numeric_gradient`'s.
+
+    ``ignore`` is a boolean mask of elements to skip: those whose input sits
+    within eps of a kink (ReLU at 0, ties in max pooling), where the central
+    difference straddles two slopes and means nothing.
+    """
+    analytic = np.asarray(to_numpy(analytic), dtype=np.float64)
+    numeric = np.asarray(numeric, dtype=np.float64)
+    if analytic.shape != numeric.shape:
+        raise AssertionError(f"{name}: shape {analytic.shape} vs numeric {numeric.shape}")
+    keep = np.ones(analytic.shape, bool) if ignore is None else ~np.asarray(ignore, bool)
+    error = np.abs(analytic - numeric)
+    bad = keep & (error > atol + rtol * np.abs(numeric))
+    if np.any(bad):
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{name}: {int(bad.sum())} of {int(keep.sum())} elements differ from central "
+            f"differences, first at {first}: analytic {analytic[first]!r}, numeric "
+            f"{numeric[first]!r} (rtol {rtol}, atol {atol})"
+        )
 
 
 def _run(fn, args):

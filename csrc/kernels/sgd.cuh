@@ -40,7 +40,7 @@
 #include <cstdint>
 
 #include "common/portable.cuh"
-#include "ops/ops.h"
+#include "ops/sgd.h"
 
 namespace dc {
 

@@ -4,7 +4,7 @@
 
 #include "common/launch.cuh"
 #include "kernels/relu.cuh"
-#include "ops/ops.h"
+#include "ops/relu.h"
 
 namespace dc::ops {
 namespace {

@@ -5,7 +5,7 @@
 
 #include "common/launch.cuh"
 #include "kernels/sgd.cuh"
-#include "ops/ops.h"
+#include "ops/sgd.h"
 
 namespace dc::ops {
 

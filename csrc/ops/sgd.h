@@ -1,10 +1,5 @@
-// Host-side declarations of every op launcher (csrc/ops/*.cu).
-//
-// Plain C++: no CUDA or emulator header, so the pybind11 bindings (host C++
-// in both modules) can include it. Pointers are device pointers under CUDA
-// and host pointers under the emulator; sizes are element counts. Launchers
-// check only what they must to launch safely; deepconv.ops validates shapes,
-// dtypes and devices before calling them. Instantiated for float and double.
+// Launcher of kernels/sgd.cuh (defined in ops/sgd.cu). Plain C++, as
+// ops/relu.h.
 #pragma once
 
 #include <cstdint>
@@ -12,18 +7,6 @@
 #include "common/stream.h"
 
 namespace dc::ops {
-
-// --- relu (kernels/relu.cuh) ---------------------------------------------
-
-// y = x < 0 ? 0 : x elementwise; x == y allowed; NaN stays NaN.
-template <typename T>
-void relu_fprop(const T* x, T* y, std::int64_t n, Stream s);
-
-// dx = y > 0 ? dy : 0 elementwise, y the forward output; dy == dx allowed.
-template <typename T>
-void relu_bprop(const T* y, const T* dy, T* dx, std::int64_t n, Stream s);
-
-// --- sgd (kernels/sgd.cuh) -----------------------------------------------
 
 // Tensors per kernel launch: the launch's parameter struct carries one
 // SgdTensor per tensor and must stay under CUDA's 4 KiB kernel-parameter
