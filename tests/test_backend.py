@@ -381,3 +381,10 @@ def test_assert_race_free_reports_schedule_dependence():
         assert_race_free(flaky, deepconv.zeros(10, device="emu:2"))
     with pytest.raises(AssertionError, match=r"args\[0\]: 3 of 10 elements differ"):
         assert_race_free(flaky, deepconv.zeros(10, device="emu:2"))
+
+
+def test_synchronize_is_a_no_op_on_emulated_devices_and_validates_its_argument():
+    for dev in ("emu:0", deepconv.device("emu:1")):
+        assert deepconv.synchronize(dev) is None
+    with pytest.raises(ValueError, match="device"):
+        deepconv.synchronize("tpu:0")

@@ -339,3 +339,13 @@ def test_num_threads_1_and_2_give_identical_results(rng):
         np.testing.assert_array_equal(sh1[key], sh2[key])
     assert (i1, f1) == (i2, f2)
     np.testing.assert_array_equal(y1, y2)
+
+
+def test_changing_the_worker_count_between_launches_is_safe(rng):
+    # Regression: workers created by a resize used to wake up on the previous,
+    # finished launch and dereference its (null) job.
+    x = rng.standard_normal(4096).astype(np.float32)
+    expected = block_sum_reference(x, 4, 256)
+    for i in range(300):
+        set_num_threads(1 + i % 3)
+        np.testing.assert_allclose(run_block_sum(x, 4, 256), expected, rtol=1e-5)

@@ -109,7 +109,11 @@ struct Context {
 namespace detail {
 // One per OS thread; fibers never migrate between OS threads, so the
 // scheduler rewrites it before resuming each emulated thread.
-extern __thread Context tl_context;  // __thread: constant-initialised, no TLS wrapper calls
+// __thread: constant-initialised, so no TLS wrapper calls; initial-exec: a
+// plain %fs-relative access from the kernel modules, where the default
+// model would call __tls_get_addr on every threadIdx read. 64 bytes fit
+// easily in the static TLS that glibc keeps for libraries loaded later.
+extern __thread Context tl_context __attribute__((tls_model("initial-exec")));
 }  // namespace detail
 
 // ---- shared memory ----------------------------------------------------------

@@ -257,6 +257,18 @@ void Fiber::yield() {
 #endif
 }
 
+void Fiber::switch_to(Fiber& next) {
+#if defined(DC_EMU_ASM_SWITCH)
+  if constexpr (can_switch_directly()) {
+    next.caller_sp_ = caller_sp_;
+    dc_emu_switch(&fiber_sp_, next.fiber_sp_);
+    return;
+  }
+#endif
+  (void)next;
+  std::abort();  // callers check can_switch_directly()
+}
+
 void Fiber::trampoline(void* self) {
   auto* fiber = static_cast<Fiber*>(self);
 #if defined(DC_EMU_ASAN)

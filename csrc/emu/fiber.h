@@ -30,6 +30,11 @@ class Fiber {
   void resume();
   // From inside the fiber: give control back to the scheduler.
   void yield();
+  // From inside the fiber: run `next` (started or fresh) in its place,
+  // without a trip through the scheduler; `next` yields to the same
+  // scheduler. Only where can_switch_directly().
+  void switch_to(Fiber& next);
+  static constexpr bool can_switch_directly();
   bool finished() const { return finished_; }
 
   static const char* switch_kind();  // "x86-64 assembly", "aarch64 assembly", "ucontext"
@@ -52,5 +57,18 @@ class Fiber {
   const void* caller_stack_bottom_ = nullptr;
   std::size_t caller_stack_size_ = 0;
 };
+
+// Direct switches hand the scheduler's saved stack pointer from fiber to
+// fiber; the ucontext fallback keeps the scheduler's context per fiber, and
+// AddressSanitizer must be told which stack each switch returns to, so both
+// always go through the scheduler.
+constexpr bool Fiber::can_switch_directly() {
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(DC_EMU_FORCE_UCONTEXT) && \
+    !defined(__SANITIZE_ADDRESS__)
+  return true;
+#else
+  return false;
+#endif
+}
 
 }  // namespace dc::emu

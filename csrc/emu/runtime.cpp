@@ -38,7 +38,7 @@ MisalignedAccess::~MisalignedAccess() = default;
 LaunchConfigError::~LaunchConfigError() = default;
 
 namespace detail {
-__thread Context tl_context;
+__thread Context tl_context __attribute__((tls_model("initial-exec")));
 }  // namespace detail
 
 using detail::tl_context;
@@ -227,6 +227,8 @@ void loop_fiber_entry(void* arg) {
   } catch (...) {
     w->error = std::current_exception();
   }
+  // Once the loop was broken, this fiber ran one thread only: that thread.
+  if (w->loop_stop) tl_context.thread->status = ThreadStatus::kDone;
 }
 
 void thread_fiber_entry(void* arg) {
@@ -237,6 +239,7 @@ void thread_fiber_entry(void* arg) {
   } catch (...) {
     w->error = std::current_exception();
   }
+  tl_context.thread->status = ThreadStatus::kDone;
 }
 
 std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
@@ -275,7 +278,9 @@ Fiber* take_fiber(Worker& w) {
   return w.fibers[w.fibers_in_use++].get();
 }
 
-void resume_thread(Worker& w, ThreadState& t) {
+// Makes `t` the running thread: its fiber (a fresh one on first use), the
+// built-in variables, the status.
+void make_current(Worker& w, ThreadState& t) {
   if (t.fiber == nullptr) {
     t.fiber = take_fiber(w);
     t.fiber->reset(&thread_fiber_entry, &w);
@@ -284,9 +289,36 @@ void resume_thread(Worker& w, ThreadState& t) {
   tl_context.thread = &t;
   w.current_fiber = t.fiber;
   t.status = ThreadStatus::kRunning;
-  t.fiber->resume();
-  if (w.error) std::rethrow_exception(w.error);
-  if (t.fiber->finished()) t.status = ThreadStatus::kDone;
+}
+
+// The next thread of the current pass that can run, or nullptr at the end of
+// the pass. The scheduler and the fibers (switching directly from one thread
+// to the next) advance the same cursor.
+ThreadState* next_runnable(Worker& w) {
+  const int n = w.launch->threads_per_block;
+  while (w.pass_next < n) {
+    ThreadState& t = w.threads[w.order[w.pass_next++]];
+    if (t.status == ThreadStatus::kRunnable) return &t;
+  }
+  return nullptr;
+}
+
+// Called by a thread that has just reached a rendezvous (its status says
+// which): hands the OS thread to the next runnable thread of the pass, or
+// back to the scheduler when the pass is over. One switch per arrival
+// instead of two.
+void suspend_current(Worker& w) {
+  Fiber* from = w.current_fiber;
+  if constexpr (Fiber::can_switch_directly()) {
+    if (!w.in_loop) {
+      if (ThreadState* next = next_runnable(w)) {
+        make_current(w, *next);
+        from->switch_to(*next->fiber);
+        return;
+      }
+    }
+  }
+  from->yield();
 }
 
 void compute_warp_results(Worker& w, int base, unsigned int mask) {
@@ -437,22 +469,26 @@ void run_block(Worker& w, std::uint64_t block_linear) {
   w.loop_stop = false;
   w.loop_fiber->reset(&loop_fiber_entry, &w);
   w.current_fiber = w.loop_fiber.get();
+  w.in_loop = true;
   w.loop_fiber->resume();
+  w.in_loop = false;
   if (w.error) std::rethrow_exception(w.error);
   if (w.loop_fiber->finished()) return;
 
   // Step 2: a thread suspended inside the loop; it keeps the loop fiber.
-  const std::vector<int> start_order = w.order;
-  for (int k = 0; k < w.loop_next - 1; ++k) w.threads[start_order[k]].status = ThreadStatus::kDone;
-  ThreadState& suspended = w.threads[start_order[w.loop_next - 1]];
+  // (w.order is still the loop's: only a resolved barrier changes it.)
+  for (int k = 0; k < w.loop_next - 1; ++k) w.threads[w.order[k]].status = ThreadStatus::kDone;
+  ThreadState& suspended = w.threads[w.order[w.loop_next - 1]];
   suspended.fiber = w.loop_fiber.get();
   w.loop_stop = true;
 
   // Step 3: passes and rendezvous.
   for (;;) {
-    for (int k = 0; k < n; ++k) {
-      ThreadState& t = w.threads[w.order[k]];
-      if (t.status == ThreadStatus::kRunnable) resume_thread(w, t);
+    w.pass_next = 0;
+    while (ThreadState* t = next_runnable(w)) {
+      make_current(w, *t);
+      t->fiber->resume();  // returns when the pass is over, or a thread finished
+      if (w.error) std::rethrow_exception(w.error);
     }
     if (resolve_warps(w)) continue;
     if (!resolve_barrier(w, block_linear)) return;
@@ -518,11 +554,12 @@ class Pool {
     for (auto& t : workers_) t.join();
     workers_.clear();
     quit_ = false;
-    for (int i = 0; i < count; ++i) workers_.emplace_back([this] { serve(); });
+    // A new worker must wait for the *next* launch: were it to start from
+    // generation 0 it would take the current (finished, null) job.
+    for (int i = 0; i < count; ++i) workers_.emplace_back([this, g = generation_] { serve(g); });
   }
 
-  void serve() {
-    std::uint64_t seen = 0;
+  void serve(std::uint64_t seen) {
     for (;;) {
       Launch* launch = nullptr;
       {
@@ -660,7 +697,7 @@ int sync_threads(const char* site, BarrierKind kind, int predicate) {
   t.site = site;
   t.barrier_kind = kind;
   t.predicate = predicate;
-  tl_context.worker->current_fiber->yield();
+  suspend_current(*tl_context.worker);
   return t.barrier_result;
 }
 
@@ -674,7 +711,7 @@ std::uint64_t warp_collective(const char* site, WarpOp op, unsigned int mask, st
   t.value = value;
   t.arg = arg;
   t.width = width;
-  tl_context.worker->current_fiber->yield();
+  suspend_current(*tl_context.worker);
   return t.warp_result;
 }
 

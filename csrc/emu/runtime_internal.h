@@ -96,9 +96,11 @@ struct Worker {
   std::vector<ThreadState*> thread_ptrs;
   std::vector<int> order;      // schedule for the current phase
   std::uint64_t phase = 0;     // barriers crossed so far
+  int pass_next = 0;           // cursor into `order` for the current pass
   std::unique_ptr<Fiber> loop_fiber;
   int loop_next = 0;
   bool loop_stop = false;
+  bool in_loop = false;        // the loop fiber is running the block
   std::vector<std::unique_ptr<Fiber>> fibers;
   std::size_t fibers_in_use = 0;
   Fiber* current_fiber = nullptr;

@@ -20,6 +20,7 @@ from deepconv.backend.device import (
     device,
     devices,
     emu_device_count,
+    synchronize,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "empty",
     "is_array",
     "reset_transfer_stats",
+    "synchronize",
     "to_device",
     "to_numpy",
     "transfer_stats",

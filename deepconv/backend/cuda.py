@@ -111,6 +111,11 @@ class CudaBackend:
     def pointer(self, arr) -> int:
         return arr.data.ptr
 
+    def synchronize(self, device) -> None:
+        """Wait for all work queued on ``device`` (for timing and host reads)."""
+        with _require()[1].cuda.Device(device.index) as current:
+            current.synchronize()
+
     def empty(self, shape, dtype, device):
         cupy = _require()[1]
         with cupy.cuda.Device(device.index):

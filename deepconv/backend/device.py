@@ -129,3 +129,10 @@ def backend_for(dev: Device):
     serves ``dev``: ``module``, ``activate``, ``stream_handle``, ``pointer``,
     ``empty``."""
     return _BACKENDS[dev.type]
+
+
+def synchronize(spec="emu:0") -> None:
+    """Wait until every kernel launched on the device has finished (a no-op on
+    emulated devices, whose launches complete before they return)."""
+    dev = device(spec, arg="device")
+    backend_for(dev).synchronize(dev)

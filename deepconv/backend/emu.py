@@ -102,6 +102,9 @@ class EmuBackend:
     def pointer(self, arr) -> int:
         return arr.ctypes.data
 
+    def synchronize(self, device) -> None:
+        """Emulated launches have finished when they return."""
+
     def empty(self, shape, dtype, device) -> np.ndarray:
         shape, dt = normalize_shape(shape), host_dtype(dtype)
         buf = EmuBuffer(math.prod(shape) * dt.itemsize, device)

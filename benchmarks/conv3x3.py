@@ -1,0 +1,292 @@
+"""deepconv's 3x3 convolutions beside a reference, in GFLOP/s, in one run.
+
+Shapes: every distinct 3x3 layer of VGG-16 at 224x224 (``--set vgg224``) and
+the same network sized for 32x32 images (``--set cifar``); all three passes
+(fprop, dgrad, wgrad), batch settable.
+
+- On the emulator (``--device emu:0``, the default without a GPU) deepconv
+  runs beside PyTorch CPU (oneDNN; if torch is installed) and numpy
+  im2col + matmul, on the same arrays. The headline is the median, over the
+  shapes, of deepconv's fprop GFLOP/s divided by PyTorch CPU's.
+- On a GPU (``--device cuda:0``) deepconv runs beside cuDNN through PyTorch
+  (if a CUDA build of torch is installed).
+
+Every deepconv result is checked against the reference before it is timed.
+FLOPs per pass: 2 * N * K * P * Q * C * R * S.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import deepconv
+from deepconv import ops
+
+# (C, K, H) of each distinct 3x3 stride-1 pad-1 layer of VGG-16 (conv1_1 ... conv5_3).
+VGG224 = [(3, 64, 224), (64, 64, 224), (64, 128, 112), (128, 128, 112), (128, 256, 56),
+          (256, 256, 56), (256, 512, 28), (512, 512, 28), (512, 512, 14)]
+CIFAR = [(3, 64, 32), (64, 64, 32), (64, 128, 16), (128, 128, 16), (128, 256, 8),
+         (256, 256, 8), (256, 512, 4), (512, 512, 4), (512, 512, 2)]
+PASSES = ("fprop", "dgrad", "wgrad")
+
+
+def flops(n, c, k, h):
+    return 2.0 * n * k * h * h * c * 9
+
+
+def median_time(fn, repeat, min_seconds):
+    """Median wall time of fn() over at least `repeat` runs (after one warm-up)."""
+    fn()
+    times = []
+    while len(times) < repeat or (sum(times) < min_seconds and len(times) < 50):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ---- references --------------------------------------------------------------------------------
+
+
+def im2col(x):
+    """(N, C, H, W) -> (N*H*W, C*9) for a 3x3 window, stride 1, pad 1."""
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
+    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * 9)
+
+
+def numpy_fprop(x, w):
+    n, _, h, width = x.shape
+    k = w.shape[0]
+    y = im2col(x) @ w.reshape(k, -1).T
+    return np.ascontiguousarray(y.reshape(n, h, width, k).transpose(0, 3, 1, 2))
+
+
+def numpy_dgrad(dy, w):
+    n, k, h, width = dy.shape
+    c = w.shape[1]
+    cols = dy.transpose(0, 2, 3, 1).reshape(-1, k) @ w.reshape(k, -1)  # (N*H*W, C*9)
+    cols = cols.reshape(n, h, width, c, 3, 3)
+    dx = np.zeros((n, c, h + 2, width + 2), dy.dtype)
+    for r in range(3):
+        for s in range(3):
+            dx[:, :, r:r + h, s:s + width] += cols[:, :, :, :, r, s].transpose(0, 3, 1, 2)
+    return dx[:, :, 1:-1, 1:-1]
+
+
+def numpy_wgrad(x, dy):
+    k = dy.shape[1]
+    dw = dy.transpose(1, 0, 2, 3).reshape(k, -1) @ im2col(x)
+    return dw.reshape(k, x.shape[1], 3, 3)
+
+
+class TorchReference:
+    """torch.nn.functional on the given device, or None when torch is absent."""
+
+    def __init__(self, device):
+        import torch  # noqa: PLC0415 - optional
+
+        self.torch = torch
+        self.device = device
+        self.name = f"PyTorch {torch.__version__} " + ("cuDNN" if device == "cuda" else "CPU")
+
+    def tensor(self, array):
+        return self.torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def passes(self, x, w, dy):
+        t = self.torch
+        F = t.nn.functional
+        tx, tw, tdy = self.tensor(x), self.tensor(w), self.tensor(dy)
+        sync = t.cuda.synchronize if self.device == "cuda" else (lambda: None)
+
+        def run(fn):
+            def timed():
+                with t.no_grad():
+                    out = fn()
+                sync()
+                return out
+            return timed
+
+        return {
+            "fprop": run(lambda: F.conv2d(tx, tw, padding=1)),
+            "dgrad": run(lambda: t.nn.grad.conv2d_input(tx.shape, tw, tdy, padding=1)),
+            "wgrad": run(lambda: t.nn.grad.conv2d_weight(tx, tw.shape, tdy, padding=1)),
+        }
+
+
+def load_torch(device_type):
+    try:
+        ref = TorchReference("cuda" if device_type == "cuda" else "cpu")
+    except ImportError:
+        return None
+    if device_type == "cuda" and not ref.torch.cuda.is_available():
+        return None
+    return ref
+
+
+# ---- deepconv -------------------------------------------------------------------------------------
+
+
+def deepconv_passes(x, w, dy, device):
+    dx_, dw_, dy_ = (deepconv.asarray(a, device=device) for a in (x, w, dy))
+    y = deepconv.empty(dy.shape, dtype=x.dtype, device=device)
+    dx = deepconv.empty(x.shape, dtype=x.dtype, device=device)
+    dw = deepconv.empty(w.shape, dtype=x.dtype, device=device)
+    def sync():
+        deepconv.synchronize(device)
+
+    def run(fn):
+        def timed():
+            out = fn()
+            sync()
+            return out
+        return timed
+
+    return {
+        "fprop": run(lambda: ops.conv2d(dx_, dw_, padding=1, out=y)),
+        "dgrad": run(lambda: ops.conv2d_dgrad(dy_, dw_, x.shape, padding=1, out=dx)),
+        "wgrad": run(lambda: ops.conv2d_wgrad(dx_, dy_, w.shape, padding=1, with_bias=False,
+                                              out=dw)[0]),
+    }
+
+
+def relative_error(got, want):
+    got = np.asarray(deepconv.to_numpy(got) if not hasattr(got, "cpu") else got.cpu().numpy(),
+                     np.float64)
+    want = np.asarray(want, np.float64)
+    return float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
+
+
+# ---- the run ----------------------------------------------------------------------------------------
+
+
+def measure(shape, batch, passes, device, torch_ref, with_numpy, repeat, min_seconds):
+    c, k, h = shape
+    rng = np.random.default_rng(1 + c + k + h)
+    x = rng.standard_normal((batch, c, h, h), dtype=np.float32)
+    w = (rng.standard_normal((k, c, 3, 3), dtype=np.float32) / np.sqrt(9 * c)).astype(np.float32)
+    dy = rng.standard_normal((batch, k, h, h), dtype=np.float32)
+    truth = {"fprop": lambda: numpy_fprop(x, w), "dgrad": lambda: numpy_dgrad(dy, w),
+             "wgrad": lambda: numpy_wgrad(x, dy)}
+    ours = deepconv_passes(x, w, dy, device)
+    theirs = torch_ref.passes(x, w, dy) if torch_ref else {}
+    gflop = flops(batch, c, k, h) / 1e9
+    rows = []
+    for name in passes:
+        row = {"pass": name, "C": c, "K": k, "H": h, "N": batch, "gflop": gflop}
+        expected = truth[name]()
+        row["max_rel_error"] = relative_error(ours[name](), expected)
+        if row["max_rel_error"] > 1e-3:
+            raise SystemExit(f"deepconv {name} on {shape} is wrong: relative error "
+                             f"{row['max_rel_error']:.2e} against numpy")
+        row["deepconv"] = gflop / median_time(ours[name], repeat, min_seconds)
+        if name in theirs:
+            row["torch"] = gflop / median_time(theirs[name], repeat, min_seconds)
+            row["ratio_torch"] = row["deepconv"] / row["torch"]
+        if with_numpy:
+            row["numpy"] = gflop / median_time(truth[name], repeat, min_seconds)
+            row["ratio_numpy"] = row["deepconv"] / row["numpy"]
+        rows.append(row)
+        print_row(row, torch_ref is not None, with_numpy)
+    return rows
+
+
+HEADER_DONE = []
+
+
+def print_row(row, with_torch, with_numpy):
+    if not HEADER_DONE:
+        cols = f"{'pass':6} {'N':>3} {'C':>4} {'K':>4} {'HxW':>8} {'GFLOP':>7} {'deepconv':>9}"
+        if with_torch:
+            cols += f" {'torch':>8} {'ratio':>6}"
+        if with_numpy:
+            cols += f" {'numpy':>8} {'ratio':>6}"
+        print(cols + "   (GFLOP/s)", flush=True)
+        HEADER_DONE.append(True)
+    line = (f"{row['pass']:6} {row['N']:>3} {row['C']:>4} {row['K']:>4} "
+            f"{str(row['H']) + 'x' + str(row['H']):>8} {row['gflop']:>7.3f} {row['deepconv']:>9.2f}")
+    if with_torch:
+        line += f" {row.get('torch', float('nan')):>8.2f} {row.get('ratio_torch', float('nan')):>6.3f}"
+    if with_numpy:
+        line += f" {row['numpy']:>8.2f} {row['ratio_numpy']:>6.3f}"
+    print(line, flush=True)
+
+
+def summary(rows):
+    out = {}
+    for name in PASSES:
+        ratios = [r["ratio_torch"] for r in rows if r["pass"] == name and "ratio_torch" in r]
+        if ratios:
+            out[f"median_{name}_ratio_torch"] = statistics.median(ratios)
+        ratios = [r["ratio_numpy"] for r in rows if r["pass"] == name and "ratio_numpy" in r]
+        if ratios:
+            out[f"median_{name}_ratio_numpy"] = statistics.median(ratios)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_device = "cuda:0" if deepconv.cuda_available() else "emu:0"
+    parser.add_argument("--device", default=default_device, help=f"default {default_device}")
+    parser.add_argument("--set", choices=("vgg224", "cifar", "both"), default=None,
+                        help="shape set (default: both on a GPU, cifar on the emulator)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batch size (default: 64 on a GPU, 4 for cifar / 1 for vgg224 "
+                             "on the emulator)")
+    parser.add_argument("--passes", default="fprop,dgrad,wgrad",
+                        help="comma-separated subset of fprop,dgrad,wgrad")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement")
+    parser.add_argument("--no-numpy", action="store_true", help="skip numpy im2col+matmul")
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    args = parser.parse_args(argv)
+
+    device = deepconv.device(args.device)
+    passes = [p for p in args.passes.split(",") if p]
+    unknown = set(passes) - set(PASSES)
+    if unknown:
+        parser.error(f"--passes: unknown pass(es) {sorted(unknown)}; choose from {PASSES}")
+    on_gpu = device.type == "cuda"
+    which = args.set or ("both" if on_gpu else "cifar")
+    sets = {"vgg224": [("vgg224", VGG224)], "cifar": [("cifar", CIFAR)],
+            "both": [("vgg224", VGG224), ("cifar", CIFAR)]}[which]
+    torch_ref = load_torch(device.type)
+    with_numpy = not args.no_numpy and not on_gpu
+
+    print(f"deepconv {deepconv.__version__} on {device}; reference: "
+          f"{torch_ref.name if torch_ref else 'PyTorch not installed'}"
+          f"{' and numpy im2col+matmul' if with_numpy else ''}; float32")
+    if device.type == "emu":
+        s = deepconv._emu.settings()
+        print(f"emulator: {s['threads']} worker threads, {s['context_switch']} context switch; "
+              f"torch threads: {torch_ref.torch.get_num_threads() if torch_ref else '-'}; "
+              f"cores: {os.cpu_count()}")
+    rows = []
+    for set_name, shapes in sets:
+        batch = args.batch or (64 if on_gpu else (1 if set_name == "vgg224" else 4))
+        print(f"\n{set_name}, batch {batch}")
+        for shape in shapes:
+            rows += [dict(r, set=set_name) for r in
+                     measure(shape, batch, passes, device, torch_ref, with_numpy, args.repeat,
+                             min_seconds=0.2 if on_gpu else 0.0)]
+    result = summary(rows)
+    print()
+    for key, value in result.items():
+        print(f"{key}: {value:.3f}")
+    if "median_fprop_ratio_torch" in result and not on_gpu:
+        print(f"headline: deepconv fprop reaches {result['median_fprop_ratio_torch']:.2f}x "
+              "PyTorch CPU GFLOP/s (median over the shapes; target >= 0.3)")
+    if args.json:
+        print(json.dumps({"device": str(device), "rows": rows, "summary": result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
