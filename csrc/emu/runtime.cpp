@@ -261,10 +261,9 @@ std::uint64_t name_hash(const char* name) {
 // and shuffled orders, so a result that depends on the order (a race) shows
 // up as a difference.
 void choose_order(Worker& w, std::uint64_t block_linear) {
+  if (!w.launch->race_check) return;  // index order, set once per launch
   const int n = w.launch->threads_per_block;
-  w.order.resize(n);
   for (int i = 0; i < n; ++i) w.order[i] = i;
-  if (!w.launch->race_check) return;
   if (w.phase % 2 == 0) {
     std::reverse(w.order.begin(), w.order.end());
   } else {
@@ -451,15 +450,8 @@ void run_block(Worker& w, std::uint64_t block_linear) {
                           static_cast<unsigned int>(block_linear / (std::uint64_t{grid.x} * grid.y))};
   std::memset(w.arena, launch.race_check ? kPoisonByte : 0, w.arena_used);
 
-  const int n = launch.threads_per_block;
-  for (int i = 0; i < n; ++i) {
-    ThreadState& t = w.threads[i];
-    t.index = launch.thread_index[i];
-    t.lane = i % 32;
-    t.warp = i / 32;
-    t.status = ThreadStatus::kRunnable;
-    t.fiber = nullptr;
-  }
+  // The threads' states are set up only if the loop below breaks: a block
+  // that never meets a rendezvous needs none of them.
   w.fibers_in_use = 0;
   w.phase = 0;
   choose_order(w, block_linear);
@@ -477,8 +469,17 @@ void run_block(Worker& w, std::uint64_t block_linear) {
 
   // Step 2: a thread suspended inside the loop; it keeps the loop fiber.
   // (w.order is still the loop's: only a resolved barrier changes it.)
-  for (int k = 0; k < w.loop_next - 1; ++k) w.threads[w.order[k]].status = ThreadStatus::kDone;
+  const int n = launch.threads_per_block;
   ThreadState& suspended = w.threads[w.order[w.loop_next - 1]];
+  for (int i = 0; i < n; ++i) {
+    ThreadState& t = w.threads[i];
+    t.index = launch.thread_index[i];
+    t.lane = i % 32;
+    t.warp = i / 32;
+    t.fiber = nullptr;
+    if (&t != &suspended) t.status = ThreadStatus::kRunnable;  // its rendezvous is recorded
+  }
+  for (int k = 0; k < w.loop_next - 1; ++k) w.threads[w.order[k]].status = ThreadStatus::kDone;
   suspended.fiber = w.loop_fiber.get();
   w.loop_stop = true;
 
@@ -502,6 +503,8 @@ void prepare_worker(Worker& w, Launch& launch) {
   w.arena_used = launch.static_base;
   const int n = launch.threads_per_block;
   if (static_cast<int>(w.threads.size()) < n) w.threads.resize(n);
+  w.order.resize(n);
+  for (int i = 0; i < n; ++i) w.order[i] = i;
   w.thread_ptrs.resize(n);
   for (int i = 0; i < n; ++i) w.thread_ptrs[i] = &w.threads[i];
   if (!w.loop_fiber) w.loop_fiber = std::make_unique<Fiber>(kStackBytes);
@@ -716,13 +719,15 @@ std::uint64_t warp_collective(const char* site, WarpOp op, unsigned int mask, st
 }
 
 unsigned int active_mask() {
-  ThreadState& t = calling_thread("__activemask");
+  calling_thread("__activemask");
   Worker& w = *tl_context.worker;
-  const int base = t.warp * 32;
+  const int linear = static_cast<int>(tl_context.thread - w.threads.data());
+  const int base = linear / 32 * 32;
   const int n = w.launch->threads_per_block;
   unsigned int mask = 0;
   for (int lane = 0; lane < 32 && base + lane < n; ++lane) {
-    if (w.thread_ptrs[base + lane]->status != ThreadStatus::kDone) mask |= 1u << lane;
+    // In the loop no thread state is kept: count every lane as active.
+    if (w.in_loop || w.thread_ptrs[base + lane]->status != ThreadStatus::kDone) mask |= 1u << lane;
   }
   return mask;
 }
