@@ -58,3 +58,13 @@ def assert_bitwise_equal(actual, expected):
     assert actual.shape == expected.shape and actual.dtype == expected.dtype
     bits = f"u{actual.itemsize}"
     assert np.array_equal(actual.view(bits), expected.view(bits))
+
+
+def assert_rejected(call, error, message, arrays):
+    """``call(arrays)`` raises ``error`` matching ``message`` and, since
+    validation comes before any kernel runs, leaves every array untouched."""
+    before = {k: np.array(v) for k, v in arrays.items()}
+    with pytest.raises(error, match=message):
+        call(arrays)
+    for name, arr in arrays.items():
+        assert np.array_equal(arr, before[name], equal_nan=True), name

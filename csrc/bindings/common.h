@@ -56,6 +56,21 @@ void dispatch_dtype(const std::string& dtype, F&& f) {
   }
 }
 
+// Calls f(T{}, L{}) with T named by `dtype` and the label type L by
+// `label_dtype` ("int32" / "int64").
+template <typename F>
+void dispatch_dtype_and_labels(const std::string& dtype, const std::string& label_dtype, F&& f) {
+  dispatch_dtype(dtype, [&](auto zero) {
+    if (label_dtype == "int32") {
+      f(zero, std::int32_t{});
+    } else if (label_dtype == "int64") {
+      f(zero, std::int64_t{});
+    } else {
+      throw py::value_error("label_dtype must be 'int32' or 'int64', got '" + label_dtype + "'");
+    }
+  });
+}
+
 }  // namespace dc::bindings
 
 #define DC_REGISTER_BINDINGS(name, function) \

@@ -5,21 +5,6 @@
 namespace dc::bindings {
 namespace {
 
-// Calls f(T{}, L{}) with T named by `dtype` and the label type L by
-// `label_dtype` ("int32" / "int64").
-template <typename F>
-void dispatch_dtype_and_labels(const std::string& dtype, const std::string& label_dtype, F&& f) {
-  dispatch_dtype(dtype, [&](auto zero) {
-    if (label_dtype == "int32") {
-      f(zero, std::int32_t{});
-    } else if (label_dtype == "int64") {
-      f(zero, std::int64_t{});
-    } else {
-      throw py::value_error("label_dtype must be 'int32' or 'int64', got '" + label_dtype + "'");
-    }
-  });
-}
-
 void softmax_fprop(std::uintptr_t logits, std::uintptr_t probs, std::int64_t n, std::int64_t k,
                    const std::string& dtype, std::uintptr_t stream) {
   dispatch_dtype(dtype, [&](auto zero) {

@@ -18,21 +18,12 @@ void topk(std::uintptr_t scores, std::uintptr_t values, std::uintptr_t indices, 
 void topk_miss(std::uintptr_t scores, std::uintptr_t labels, std::uintptr_t miss, std::int64_t n,
                std::int64_t classes, std::int64_t k, const std::string& dtype,
                const std::string& label_dtype, std::uintptr_t stream) {
-  dispatch_dtype(dtype, [&](auto zero) {
+  dispatch_dtype_and_labels(dtype, label_dtype, [&](auto zero, auto label_zero) {
     using T = decltype(zero);
-    auto run = [&](auto label_zero) {
-      using L = decltype(label_zero);
-      py::gil_scoped_release release;
-      dc::ops::topk_miss<T, L>(as_ptr<const T>(scores), as_ptr<const L>(labels),
-                               as_ptr<std::int32_t>(miss), n, classes, k, as_stream(stream));
-    };
-    if (label_dtype == "int32") {
-      run(std::int32_t{});
-    } else if (label_dtype == "int64") {
-      run(std::int64_t{});
-    } else {
-      throw py::value_error("label_dtype must be 'int32' or 'int64', got '" + label_dtype + "'");
-    }
+    using L = decltype(label_zero);
+    py::gil_scoped_release release;
+    dc::ops::topk_miss<T, L>(as_ptr<const T>(scores), as_ptr<const L>(labels),
+                             as_ptr<std::int32_t>(miss), n, classes, k, as_stream(stream));
   });
 }
 

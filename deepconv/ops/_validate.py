@@ -139,3 +139,33 @@ def device_and_backend(**arrays):
     """The common device of ``arrays`` and the backend that serves it."""
     dev = check_same_device(**arrays)
     return dev, backend_for(dev)
+
+
+def nchw(arr, name: str):
+    """``arr`` (already a float array) must be 4-D (N, C, H, W)."""
+    if arr.ndim != 4:
+        raise ValueError(f"{name}: expected a 4-D (N, C, H, W) array, got shape {tuple(arr.shape)}")
+    return arr
+
+
+def nchw_input(arr, name: str, shape, dtype, what: str):
+    """A C-contiguous float array of ``shape`` and ``dtype`` (those of ``what``)."""
+    float_array(arr, name)
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected the shape of {what} {tuple(shape)}, got {tuple(arr.shape)}")
+    if arr.dtype != dtype:
+        raise TypeError(f"{name}: expected the dtype of x ({dtype}), got {arr.dtype}")
+    return arr
+
+
+def nchw_output(arr, name: str, shape, dtype):
+    """An ``out=`` argument of ``shape`` and ``dtype``: C-contiguous and writeable."""
+    nchw_input(arr, name, shape, dtype, "the output")
+    return writeable(arr, name)
+
+
+def out_disjoint(out, be, **inputs):
+    """An ``out`` that is not ``None`` may share memory with none of ``inputs``."""
+    for name, arr in inputs.items():
+        if out is not None and overlaps(out, arr, be):
+            raise ValueError(f"out: shares memory with {name}; pass a separate array")

@@ -7,7 +7,6 @@ import math
 import numbers
 
 from deepconv.ops import _validate as check
-from deepconv.ops.pool import nchw, nchw_input
 
 ALPHA_CONVENTIONS = ("paper", "per_size")
 
@@ -37,7 +36,7 @@ def lrn(x, size=5, alpha=1e-4, beta=0.75, k=2.0, alpha_convention="paper", out=N
     C-contiguous, 4-D; ``out``: like x, not sharing memory with x.
     """
     check.float_array(x, "x")
-    nchw(x, "x")
+    check.nchw(x, "x")
     hyper = _hyperparameters(size, alpha, beta, k, alpha_convention)
     if out is not None:
         check.output(out, "out", x, "x")
@@ -69,19 +68,16 @@ def lrn_backward(x, y, dy, size=5, alpha=1e-4, beta=0.75, k=2.0, alpha_conventio
     ``out`` (like x) may not share memory with x, y or dy.
     """
     check.float_array(x, "x")
-    nchw(x, "x")
-    nchw_input(y, "y", x.shape, x.dtype, "x")
-    nchw_input(dy, "dy", x.shape, x.dtype, "x")
+    check.nchw(x, "x")
+    check.nchw_input(y, "y", x.shape, x.dtype, "x")
+    check.nchw_input(dy, "dy", x.shape, x.dtype, "x")
     hyper = _hyperparameters(size, alpha, beta, k, alpha_convention)
     if out is not None:
         check.output(out, "out", x, "x")
     dev, be = check.device_and_backend(x=x, y=y, dy=dy, out=out)
+    check.out_disjoint(out, be, x=x, y=y, dy=dy)
     if out is None:
         out = be.empty(x.shape, x.dtype, dev)
-    else:
-        for name, arr in (("x", x), ("y", y), ("dy", dy)):
-            if check.overlaps(out, arr, be):
-                raise ValueError(f"out: shares memory with {name}; pass a separate array")
     if x.size:
         with be.activate(dev):
             be.module.lrn_bprop(

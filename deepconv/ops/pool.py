@@ -43,7 +43,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, out=None
     check.float_array(x, "x")
     pool = _PoolShape(x, kernel_size, stride, padding, ceil_mode)
     if out is not None:
-        nchw_output(out, "out", pool.output_shape, x.dtype)
+        check.nchw_output(out, "out", pool.output_shape, x.dtype)
     dev, be = check.device_and_backend(x=x, out=out)
     if out is None:
         out = be.empty(pool.output_shape, x.dtype, dev)
@@ -71,17 +71,14 @@ def max_pool2d_backward(x, y, dy, kernel_size, stride=None, padding=0, ceil_mode
     """
     check.float_array(x, "x")
     pool = _PoolShape(x, kernel_size, stride, padding, ceil_mode)
-    nchw_input(y, "y", pool.output_shape, x.dtype, "max_pool2d(x)")
-    nchw_input(dy, "dy", pool.output_shape, x.dtype, "y")
+    check.nchw_input(y, "y", pool.output_shape, x.dtype, "max_pool2d(x)")
+    check.nchw_input(dy, "dy", pool.output_shape, x.dtype, "y")
     if out is not None:
         check.output(out, "out", x, "x")
     dev, be = check.device_and_backend(x=x, y=y, dy=dy, out=out)
+    check.out_disjoint(out, be, x=x, y=y, dy=dy)
     if out is None:
         out = be.empty(x.shape, x.dtype, dev)
-    else:
-        for name, arr in (("x", x), ("y", y), ("dy", dy)):
-            if check.overlaps(out, arr, be):
-                raise ValueError(f"out: shares memory with {name}; pass a separate array")
     if out.size:
         with be.activate(dev):
             be.module.max_pool2d_bprop(
@@ -95,7 +92,7 @@ class _PoolShape:
     """The validated pooling problem of one call."""
 
     def __init__(self, x, kernel_size, stride, padding, ceil_mode):
-        nchw(x, "x")
+        check.nchw(x, "x")
         if x.shape[2] < 1 or x.shape[3] < 1:
             raise ValueError(f"x: expected H and W >= 1, got shape {tuple(x.shape)}")
         self.kernel = _pair(kernel_size, "kernel_size", minimum=1)
@@ -143,26 +140,3 @@ def _is_int(v) -> bool:
 
 
 # 4-D NCHW checks, shared with deepconv.ops.lrn.
-
-
-def nchw(arr, name: str):
-    """``arr`` (already a float array) must be 4-D (N, C, H, W)."""
-    if arr.ndim != 4:
-        raise ValueError(f"{name}: expected a 4-D (N, C, H, W) array, got shape {tuple(arr.shape)}")
-    return arr
-
-
-def nchw_input(arr, name: str, shape, dtype, what: str):
-    """A C-contiguous float array of ``shape`` and ``dtype`` (those of ``what``)."""
-    check.float_array(arr, name)
-    if tuple(arr.shape) != tuple(shape):
-        raise ValueError(f"{name}: expected the shape of {what} {tuple(shape)}, got {tuple(arr.shape)}")
-    if arr.dtype != dtype:
-        raise TypeError(f"{name}: expected the dtype of x ({dtype}), got {arr.dtype}")
-    return arr
-
-
-def nchw_output(arr, name: str, shape, dtype):
-    """An ``out=`` argument of ``shape`` and ``dtype``: C-contiguous and writeable."""
-    nchw_input(arr, name, shape, dtype, "the output")
-    return check.writeable(arr, name)
