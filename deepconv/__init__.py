@@ -30,6 +30,7 @@ from deepconv.backend.emu import (
     MisalignedAccessError,
 )
 from deepconv import ops
+from deepconv import nn, models, optim
 
 __all__ = [
     "BarrierDivergenceError",

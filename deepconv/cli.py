@@ -2,6 +2,7 @@
 
 Subcommands:
   info    what is installed: backends, devices, CUDA status, emulator settings
+  train   train a model on a dataset (see deepconv.train.add_train_arguments)
 """
 
 from __future__ import annotations
@@ -149,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--json", action="store_true", help="print as JSON")
     info.set_defaults(handler=cmd_info)
+    train = commands.add_parser(
+        "train", help="train a model on a dataset", description="Train a model from "
+        "deepconv.models on a dataset, with logs, a plot and checkpoints in --out.",
+    )
+    from deepconv.train import add_train_arguments, train_command
+    add_train_arguments(train)
+    train.set_defaults(handler=train_command)
     return parser
 
 

@@ -1,6 +1,7 @@
 """Functional ops: validate every argument, allocate outputs, dispatch to the
 backend of the arrays' device (``deepconv._emu`` or ``deepconv._cuda``)."""
 
+from deepconv.ops.conv import conv2d, conv2d_dgrad, conv2d_output_shape, conv2d_wgrad
 from deepconv.ops.dropout import dropout, dropout_backward
 from deepconv.ops.lrn import lrn, lrn_backward
 from deepconv.ops.pool import max_pool2d, max_pool2d_backward
@@ -10,6 +11,10 @@ from deepconv.ops.softmax import softmax, softmax_cross_entropy, softmax_cross_e
 from deepconv.ops.topk import topk, topk_error
 
 __all__ = [
+    "conv2d",
+    "conv2d_dgrad",
+    "conv2d_output_shape",
+    "conv2d_wgrad",
     "dropout",
     "dropout_backward",
     "lrn",

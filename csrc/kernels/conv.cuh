@@ -1,0 +1,334 @@
+// Convolution: fprop, dgrad, wgrad as implicit GEMMs (CUTLASS's names).
+//
+//   fprop:  y[n,k,p,q]  = b[k] + sum_{c,r,s} x[n,c,p*sh-ph+r,q*sw-pw+s] w[k,c,r,s]
+//           (then ReLU if asked)        GEMM  M = N*P*Q, N = K/g,   red. = C/g*R*S
+//   dgrad:  dx[n,c,h,w] = sum_{k,r,s: h+ph-r = p*sh, w+pw-s = q*sw} dy[n,k,p,q] w[k,c,r,s]
+//                                       GEMM  M = N*H*W, N = C/g,   red. = K/g*R*S
+//   wgrad:  dw[k,c,r,s] = sum_{n,p,q} dy[n,k,p,q] x[n,c,p*sh-ph+r,q*sw-pw+s]
+//           db[k]       = sum_{n,p,q} dy[n,k,p,q]
+//                                       GEMM  M = K/g,   N = C/g*R*S, red. = N*P*Q
+// (c and k run within one group; shapes and groups: kernels/conv_params.cuh.)
+// Every output is written with `=`, never accumulated into.
+//
+// One main loop serves the three passes (conv_implicit_gemm_kernel). A pass is
+// a small struct (conv_fprop.cuh, conv_dgrad.cuh, conv_wgrad.cuh) that says
+// how big its GEMM is, how to gather a column of each operand (`ALoader` for
+// a GEMM row index m, `BLoader` for a GEMM column index n; both walk the
+// reduction index consecutively and return 0 outside the problem: padding,
+// taps that land between strided outputs, tile overhang), and where element
+// (m, n) of the result goes. Nothing is materialised: no im2col buffer.
+//
+// Main loop, per block: a kBlockM x kBlockN tile of the result. Each stage
+// covers kBlockK reduction steps of both operands, staged in shared memory
+// (k-major, so a thread's kThreadM / kThreadN operands are adjacent; two
+// buffers, one barrier per stage), and every thread multiplies its
+// kThreadM x kThreadN register tile, written as
+// acc[i][j] = fma(a[i], b[j], acc[i][j]) with j innermost and fully unrolled:
+// g++ turns each row into packed FMAs on the emulator (DESIGN §3). Tile sizes
+// are template parameters; the launchers pick them per build (128x128x8 with
+// 8x8 per thread on a GPU; 128x64x32 with 8x16 per thread on the emulator:
+// a deep K step, since every barrier switches every emulated thread, and
+// 16-wide rows, one AVX-512 FMA each).
+//
+// Determinism: each result element is one thread's sum over the reduction in
+// increasing k. When the reduction is split over blocks (split-K: wgrad's
+// N*P*Q, the fully connected fprop's C*H*W), each split writes its partial
+// sums to a workspace, [split][group][m][n], and conv_split_reduce_kernel
+// adds them in split order. No floating-point atomics anywhere, so two runs
+// give bitwise identical results (on one device and build).
+//
+// Indices: GEMM rows (N*P*Q, N*H*W) and element offsets are 64-bit; the
+// reduction index is 32-bit (conv_check_params keeps it below 2^31).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "common/launch.cuh"
+#include "common/portable.cuh"
+#include "kernels/conv_params.cuh"
+
+namespace dc {
+
+__device__ __forceinline__ float conv_fma(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ __forceinline__ double conv_fma(double a, double b, double c) { return fma(a, b, c); }
+
+template <int kBlockM_, int kBlockN_, int kBlockK_, int kThreadM_, int kThreadN_,
+          int kMinBlocks_ = 1>
+struct ConvTile {
+  static constexpr int kBlockM = kBlockM_;    // GEMM rows per block
+  static constexpr int kBlockN = kBlockN_;    // GEMM columns per block
+  static constexpr int kBlockK = kBlockK_;    // reduction steps per shared-memory stage
+  static constexpr int kThreadM = kThreadM_;  // register tile per thread
+  static constexpr int kThreadN = kThreadN_;
+  static constexpr int kThreadsN = kBlockN / kThreadN;
+  static constexpr int kThreads = (kBlockM / kThreadM) * kThreadsN;
+  static constexpr int kMinBlocks = kMinBlocks_;  // __launch_bounds__ occupancy goal
+  static_assert(kBlockM % kThreadM == 0 && kBlockN % kThreadN == 0, "whole register tiles");
+};
+
+// How the kCols x kDepth operand tile is spread over kThreads threads: a
+// thread owns kColIters columns (col(tid, it)) and loads kCount consecutive
+// reduction steps of each, starting at row(tid). Consecutive threads take
+// consecutive columns (coalesced along m on a GPU).
+template <int kCols, int kDepth, int kThreads>
+struct ConvTileLoad {
+  static_assert(kCols % kThreads == 0 || kThreads % kCols == 0, "columns divide threads");
+  static constexpr int kColIters = kCols > kThreads ? kCols / kThreads : 1;
+  static constexpr int kRows = kThreads > kCols ? kThreads / kCols : 1;
+  static_assert(kDepth % kRows == 0, "kBlockK divides among a column's threads");
+  static constexpr int kCount = kDepth / kRows;
+  static constexpr int kColThreads = kCols < kThreads ? kCols : kThreads;
+
+  __device__ __forceinline__ static int col(int tid, int it) {
+    return tid % kColThreads + it * kThreads;
+  }
+  __device__ __forceinline__ static int row(int tid) { return (tid / kColThreads) * kCount; }
+};
+
+// The other orientation, for loaders that gather runs along m (kRuns): a
+// thread owns reduction step row(tid) and the kCount consecutive columns
+// from col(tid, 0). On the emulator an image row is then read (and the
+// shared tile written) contiguously instead of one strided element at a time.
+template <int kCols, int kDepth, int kThreads>
+struct ConvTileLoadRuns {
+  static_assert(kThreads % kDepth == 0, "whole rows per thread group");
+  static constexpr int kRunThreads = kThreads / kDepth;  // threads per reduction step
+  static_assert(kCols % kRunThreads == 0, "runs cover the columns");
+  static constexpr int kColIters = 1;
+  static constexpr int kCount = kCols / kRunThreads;
+  static constexpr bool kAlongCols = true;
+
+  __device__ __forceinline__ static int col(int tid, int) { return (tid % kRunThreads) * kCount; }
+  __device__ __forceinline__ static int row(int tid) { return tid / kRunThreads; }
+};
+
+template <typename Loader, int kCols, int kDepth, int kThreads>
+using ConvTileLoadFor =
+    typename std::conditional<Loader::kRuns, ConvTileLoadRuns<kCols, kDepth, kThreads>,
+                              ConvTileLoad<kCols, kDepth, kThreads>>::type;
+
+template <typename Pass, typename Tile>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
+    conv_implicit_gemm_kernel(Pass pass,
+                              typename Pass::Scalar* partial,  // (splits, groups, M, N) or null
+                              int splits, int k_per_split) {
+  using T = typename Pass::Scalar;
+  using LoadA =
+      ConvTileLoadFor<typename Pass::ALoader, Tile::kBlockM, Tile::kBlockK, Tile::kThreads>;
+  using LoadB = ConvTileLoad<Tile::kBlockN, Tile::kBlockK, Tile::kThreads>;
+  // Two stages: after multiplying stage s, each thread fetches stage s + 1
+  // into the other buffer, so one barrier per stage suffices (a buffer is
+  // rewritten only after every thread has passed the barrier that ends its
+  // reads). The fetch follows the multiply rather than overlapping it: the
+  // staging registers would push the 8x8 float tile past the 128 registers
+  // that two blocks per SM allow; the other resident block hides the latency.
+  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockM], a_tile);
+  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockN], b_tile);
+
+  const int tid = threadIdx.x;
+  const int group = blockIdx.z / splits;
+  const int split = blockIdx.z - group * splits;
+  const std::int64_t m0 = std::int64_t(blockIdx.x) * Tile::kBlockM;
+  const int n0 = blockIdx.y * Tile::kBlockN;
+  const std::int64_t gemm_m = pass.gemm_m();
+  const int gemm_n = pass.gemm_n();
+  const int k_begin = split * k_per_split;
+  const int k_end = min(pass.gemm_k(), k_begin + k_per_split);
+
+  typename Pass::ALoader a_load[LoadA::kColIters];
+  typename Pass::BLoader b_load[LoadB::kColIters];
+#pragma unroll
+  for (int it = 0; it < LoadA::kColIters; ++it) {
+    a_load[it].init(pass, group, m0 + LoadA::col(tid, it));
+  }
+#pragma unroll
+  for (int it = 0; it < LoadB::kColIters; ++it) {
+    b_load[it].init(pass, group, n0 + LoadB::col(tid, it));
+  }
+
+  T acc[Tile::kThreadM][Tile::kThreadN];
+#pragma unroll
+  for (int i = 0; i < Tile::kThreadM; ++i)
+#pragma unroll
+    for (int j = 0; j < Tile::kThreadN; ++j) acc[i][j] = T(0);
+  const int tm = (tid / Tile::kThreadsN) * Tile::kThreadM;
+  const int tn = (tid % Tile::kThreadsN) * Tile::kThreadN;
+
+  T a_regs[LoadA::kColIters][LoadA::kCount];
+  T b_regs[LoadB::kColIters][LoadB::kCount];
+  const auto fetch = [&](int k0) {
+#pragma unroll
+    for (int it = 0; it < LoadA::kColIters; ++it)
+      a_load[it].load(pass, k0 + LoadA::row(tid), k_end, a_regs[it]);
+#pragma unroll
+    for (int it = 0; it < LoadB::kColIters; ++it)
+      b_load[it].load(pass, k0 + LoadB::row(tid), k_end, b_regs[it]);
+  };
+  const auto stash = [&](int stage) {
+#pragma unroll
+    for (int it = 0; it < LoadA::kColIters; ++it)
+#pragma unroll
+      for (int i = 0; i < LoadA::kCount; ++i) {
+        if constexpr (Pass::ALoader::kRuns) {
+          a_tile[stage][LoadA::row(tid)][LoadA::col(tid, it) + i] = a_regs[it][i];
+        } else {
+          a_tile[stage][LoadA::row(tid) + i][LoadA::col(tid, it)] = a_regs[it][i];
+        }
+      }
+#pragma unroll
+    for (int it = 0; it < LoadB::kColIters; ++it)
+#pragma unroll
+      for (int i = 0; i < LoadB::kCount; ++i)
+        b_tile[stage][LoadB::row(tid) + i][LoadB::col(tid, it)] = b_regs[it][i];
+  };
+
+  if (k_begin < k_end) {
+    fetch(k_begin);
+    stash(0);
+  }
+  __syncthreads();
+  int stage = 0;
+  for (int k0 = k_begin; k0 < k_end; k0 += Tile::kBlockK) {
+    // The register tile. `#pragma unroll` is nvcc's spelling, `GCC unroll`
+    // g++'s (each compiler ignores the other's): fully unrolled before g++
+    // vectorises, the j rows become packed FMAs; left to the loop
+    // vectoriser, g++ shuffled the accumulators every step (6x the
+    // instructions).
+#pragma unroll
+    for (int kk = 0; kk < Tile::kBlockK; ++kk) {
+      const T* a_row = &a_tile[stage][kk][0] + tm;
+      const T* b_row = &b_tile[stage][kk][0] + tn;
+      T a[Tile::kThreadM];
+      T b[Tile::kThreadN];
+#pragma unroll
+#pragma GCC unroll 16
+      for (int i = 0; i < Tile::kThreadM; ++i) a[i] = a_row[i];
+#pragma unroll
+#pragma GCC unroll 16
+      for (int j = 0; j < Tile::kThreadN; ++j) b[j] = b_row[j];
+#pragma unroll
+#pragma GCC unroll 16
+      for (int i = 0; i < Tile::kThreadM; ++i) {
+#pragma unroll
+#pragma GCC unroll 16
+        for (int j = 0; j < Tile::kThreadN; ++j) acc[i][j] = conv_fma(a[i], b[j], acc[i][j]);
+      }
+    }
+    if (k0 + Tile::kBlockK < k_end) {
+      fetch(k0 + Tile::kBlockK);
+      stash(stage ^ 1);
+    }
+    __syncthreads();
+    stage ^= 1;
+  }
+
+#pragma unroll
+  for (int i = 0; i < Tile::kThreadM; ++i) {
+    const std::int64_t m = m0 + tm + i;
+    if (m >= gemm_m) break;
+    if (partial != nullptr) {
+      T* row = partial + ((std::int64_t(split) * pass.groups() + group) * gemm_m + m) * gemm_n;
+#pragma unroll
+      for (int j = 0; j < Tile::kThreadN; ++j)
+        if (n0 + tn + j < gemm_n) row[n0 + tn + j] = acc[i][j];
+    } else {
+      const std::int64_t base = pass.out_offset(group, m);
+      const std::int64_t stride = pass.out_stride();
+#pragma unroll
+      for (int j = 0; j < Tile::kThreadN; ++j) {
+        const int n = n0 + tn + j;
+        if (n < gemm_n) pass.out[base + n * stride] = pass.finish(group, n, acc[i][j]);
+      }
+    }
+  }
+}
+
+// Split-K epilogue: out(g, m, n) = finish(sum over splits s = 0, 1, ... of
+// partial[s][g][m][n]), in that order. One thread per result element.
+template <typename Pass>
+__global__ void conv_split_reduce_kernel(Pass pass,
+                                         const typename Pass::Scalar* partial,  // (splits, G, M, N)
+                                         int splits) {
+  using T = typename Pass::Scalar;
+  const std::int64_t gemm_m = pass.gemm_m();
+  const int gemm_n = pass.gemm_n();
+  const std::int64_t per_split = pass.groups() * gemm_m * gemm_n;
+  const std::int64_t stride = std::int64_t(blockDim.x) * gridDim.x;
+  for (std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < per_split;
+       idx += stride) {
+    T sum = partial[idx];
+    for (int s = 1; s < splits; ++s) sum += partial[s * per_split + idx];
+    const int n = static_cast<int>(idx % gemm_n);
+    const std::int64_t gm = idx / gemm_n;
+    const int group = static_cast<int>(gm / gemm_m);
+    const std::int64_t m = gm - group * gemm_m;
+    pass.out[pass.out_offset(group, m) + n * pass.out_stride()] = pass.finish(group, n, sum);
+  }
+}
+
+// Host side, shared by the launchers (ops/conv_*.cu): the grid of one
+// implicit GEMM and its split-K epilogue. `plan` comes from conv_split_plan;
+// `partial` must hold plan.splits * groups * M * N elements when
+// plan.splits > 1 (conv_implicit_gemm_workspace_bytes).
+template <typename Tile, typename Pass>
+ConvSplitPlan conv_implicit_gemm_plan(const Pass& pass, int target_blocks, int min_chunk) {
+  const std::int64_t tiles = ((pass.gemm_m() + Tile::kBlockM - 1) / Tile::kBlockM) *
+                             ((pass.gemm_n() + Tile::kBlockN - 1) / Tile::kBlockN) * pass.groups();
+  ConvSplitPlan plan =
+      conv_split_plan(tiles, pass.gemm_k(), Tile::kBlockK, target_blocks, min_chunk);
+  if (std::int64_t(plan.splits) * pass.groups() > 65535) {  // grid.z limit
+    plan = conv_split_plan(tiles, pass.gemm_k(), Tile::kBlockK, 1, min_chunk);
+  }
+  return plan;
+}
+
+template <typename Pass>
+std::size_t conv_implicit_gemm_workspace_bytes(const Pass& pass, const ConvSplitPlan& plan) {
+  if (plan.splits <= 1) return 0;
+  return std::size_t(plan.splits) * pass.groups() * pass.gemm_m() * pass.gemm_n() *
+         sizeof(typename Pass::Scalar);
+}
+
+template <typename Tile, typename Pass>
+void conv_launch_implicit_gemm(const char* name, const char* reduce_name, const Pass& pass,
+                               const ConvSplitPlan& plan, void* workspace,
+                               std::size_t workspace_bytes, Stream stream) {
+  using T = typename Pass::Scalar;
+  const std::int64_t m_tiles = (pass.gemm_m() + Tile::kBlockM - 1) / Tile::kBlockM;
+  const std::int64_t n_tiles = (pass.gemm_n() + Tile::kBlockN - 1) / Tile::kBlockN;
+  if (m_tiles == 0 || n_tiles == 0) return;
+  if (m_tiles > 0x7fffffff || n_tiles > 65535) {
+    throw std::invalid_argument(std::string(name) + ": problem too large for one grid");
+  }
+  const bool split = plan.splits > 1;
+  if (split && workspace_bytes < conv_implicit_gemm_workspace_bytes(pass, plan)) {
+    throw std::invalid_argument(std::string(name) + ": workspace too small");
+  }
+  T* partial = split ? static_cast<T*>(workspace) : nullptr;
+  const LaunchConfig cfg{dim3(static_cast<unsigned int>(m_tiles),
+                              static_cast<unsigned int>(n_tiles),
+                              static_cast<unsigned int>(plan.splits * pass.groups())),
+                         dim3(Tile::kThreads), 0, stream};
+  launch(conv_implicit_gemm_kernel<Pass, Tile>, name, cfg, pass, partial, plan.splits,
+         plan.k_per_split);
+  if (split) {
+    constexpr int kReduceThreads = 256;
+    const std::int64_t elements = std::int64_t(pass.groups()) * pass.gemm_m() * pass.gemm_n();
+    const LaunchConfig reduce{dim3(blocks_for(elements, kReduceThreads, 4096)),
+                              dim3(kReduceThreads), 0, stream};
+    launch(conv_split_reduce_kernel<Pass>, reduce_name, reduce, pass,
+           static_cast<const T*>(partial), plan.splits);
+  }
+}
+
+}  // namespace dc
+
+// The passes; each relies on the main loop above (and dgrad on fprop's
+// row loader).
+#include "kernels/conv_fprop.cuh"
+#include "kernels/conv_dgrad.cuh"
+#include "kernels/conv_wgrad.cuh"

@@ -1,0 +1,267 @@
+// dgrad pass of the convolution (included by kernels/conv.cuh; the main loop
+// and the conventions are described there).
+//
+//   GEMM row m    = input pixel (n, h, w), m = (n*H + h)*W + w
+//   GEMM column c = input channel within the group
+//   reduction     = (k, r, s): filter k of the group, tap (r, s)
+// Tap (r, s) of output (p, q) reads input (p*sh - ph + r, q*sw - pw + s), so
+// input (h, w) receives from p = (h + ph - r) / sh where that divides exactly
+// and lands in [0, P) (likewise q); every other tap is skipped (reads 0).
+// kStride = 1 (implicit_gemm_3x3 and every stride-1 problem) drops the
+// divisibility tests. On the emulator, stride-1 problems gather dy in runs of
+// input pixels instead (ConvDgradGradRunLoader, as in fprop).
+//
+// Fully connected (the filter covers the image, P = Q = 1): only one tap per
+// input pixel lands, so the pixel-major GEMM above would multiply mostly
+// zeros. ConvDgradFcPass uses the dense GEMM instead:
+//   GEMM row n = image, column j = (c, h, w) within the group, reduction k:
+//   dx[n, g, j] = sum_k dy[n, g*K/g + k] w[g*K/g + k, j].
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/conv_params.cuh"
+
+namespace dc {
+
+// dy gathered through the (flipped) filter window of one input pixel.
+template <typename T, int kR, int kS, int kStride>
+struct ConvDgradGradLoader {
+  static constexpr bool kRuns = false;  // one GEMM row per thread (ConvTileLoad)
+  const T* grad;  // dy at (n, first filter of the group, 0, 0)
+  int hp, wp;     // h + pad_h, w + pad_w
+  bool valid;
+
+  template <typename Pass>
+  __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t m) {
+    const ConvParams& p = pass.params;
+    valid = m < p.input_pixels();
+    const std::int64_t mm = valid ? m : 0;
+    const std::int64_t n = mm / p.input_plane();
+    const int hw = static_cast<int>(mm - n * p.input_plane());
+    const int h = hw / p.W;
+    hp = h + p.pad_h;
+    wp = hw - h * p.W + p.pad_w;
+    grad = pass.dy + (n * p.K + std::int64_t(group) * p.group_filters()) * p.output_plane();
+  }
+
+  template <typename Pass, int kCount>
+  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+    const ConvParams& p = pass.params;
+    const int R = kR ? kR : p.R;
+    const int S = kS ? kS : p.S;
+    const int sh = kStride ? kStride : p.stride_h;
+    const int sw = kStride ? kStride : p.stride_w;
+    const int P = p.P, Q = p.Q;
+    int f = k / (R * S);
+    int rs = k - f * (R * S);
+    int r = rs / S;
+    int s = rs - r * S;
+    const T* plane = grad + f * p.output_plane();
+#pragma unroll
+    for (int i = 0; i < kCount; ++i) {
+      const int hs = hp - r, ws = wp - s;  // p*sh, q*sw if this tap lands
+      bool lands = valid && k + i < k_end && hs >= 0 && ws >= 0;
+      int op = hs, oq = ws;
+      if (kStride != 1) {
+        op = lands ? hs / sh : 0;
+        oq = lands ? ws / sw : 0;
+        lands = lands && op * sh == hs && oq * sw == ws;
+      }
+      lands = lands && op < P && oq < Q;
+      out[i] = lands ? plane[op * Q + oq] : T(0);
+      if (++s == S) {
+        s = 0;
+        if (++r == R) {
+          r = 0;
+          plane += p.output_plane();
+        }
+      }
+    }
+  }
+};
+
+// Stride 1 only: dy gathered in runs, for one reduction step (f, r, s),
+// kCount consecutive input pixels from m_first on (ConvTileLoadRuns; see
+// ConvFpropImageRunLoader, whose emulator-side reasoning applies). Input
+// (h, w) reads dy (h + pad_h - r, w + pad_w - s), so each input-row segment
+// is one masked copy of a dy row.
+template <typename T, int kR, int kS>
+struct ConvDgradGradRunLoader {
+  static constexpr bool kRuns = true;
+
+  const T* grad;  // dy at (n of m_first, first filter of the group, 0, 0)
+  std::int64_t m_first;
+  int h0, w0;     // input row and column of m_first
+
+  template <typename Pass>
+  __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t m) {
+    const ConvParams& p = pass.params;
+    m_first = m;
+    const std::int64_t mm = m < p.input_pixels() ? m : 0;
+    const std::int64_t n = mm / p.input_plane();
+    const int hw = static_cast<int>(mm - n * p.input_plane());
+    h0 = hw / p.W;
+    w0 = hw - h0 * p.W;
+    grad = pass.dy + (n * p.K + std::int64_t(group) * p.group_filters()) * p.output_plane();
+  }
+
+  template <typename Pass, int kCount>
+  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+    const ConvParams& p = pass.params;
+    const int R = kR ? kR : p.R;
+    const int S = kS ? kS : p.S;
+    const std::int64_t left = p.input_pixels() - m_first;
+    const int count = k >= k_end || left <= 0 ? 0 : (left < kCount ? int(left) : kCount);
+    const int f = k / (R * S);
+    const int rs = k - f * (R * S);
+    const int r = rs / S;
+    const int s = rs - r * S;
+    const std::int64_t image_stride = std::int64_t(p.K) * p.output_plane();
+    const T* channel = grad + f * p.output_plane();
+    int h = h0, w = w0;
+    int i = 0;
+    while (i < count) {
+      const int seg = min(count - i, p.W - w);  // pixels left in this input row
+      const int op = h + p.pad_h - r;
+      if (op < 0 || op >= p.P) {
+        for (int j = 0; j < seg; ++j) out[i + j] = T(0);
+      } else {
+        const T* row = channel + op * p.Q;
+        const int q0 = w + p.pad_w - s;
+        for (int j = 0; j < seg; ++j) {
+          const int q = q0 + j;
+          out[i + j] = q >= 0 && q < p.Q ? row[q] : T(0);
+        }
+      }
+      i += seg;
+      w += seg;
+      if (w == p.W) {
+        w = 0;
+        if (++h == p.H) {
+          h = 0;
+          channel += image_stride;
+        }
+      }
+    }
+    for (; i < kCount; ++i) out[i] = T(0);
+  }
+};
+
+// w[g*K/g + f, c, r, s] for reduction index (f, r, s) and column c.
+template <typename T>
+struct ConvDgradFilterLoader {
+  const T* column;  // w at (first filter of the group, c, 0, 0)
+  bool valid;
+
+  template <typename Pass>
+  __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t c) {
+    const ConvParams& p = pass.params;
+    valid = c < p.group_channels();
+    column = pass.w + std::int64_t(group) * p.group_filters() * p.filter_size() +
+             (valid ? c : 0) * p.filter_taps();
+  }
+
+  template <typename Pass, int kCount>
+  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+    const ConvParams& p = pass.params;
+    const int taps = p.filter_taps();
+    int f = k / taps;
+    int rs = k - f * taps;
+    const T* filter = column + f * p.filter_size();
+#pragma unroll
+    for (int i = 0; i < kCount; ++i) {
+      out[i] = valid && k + i < k_end ? filter[rs] : T(0);
+      if (++rs == taps) {
+        rs = 0;
+        filter += p.filter_size();
+      }
+    }
+  }
+};
+
+template <typename T, typename ALoaderT>
+struct ConvDgradPass {
+  using Scalar = T;
+  using ALoader = ALoaderT;
+  using BLoader = ConvDgradFilterLoader<T>;
+
+  ConvParams params;
+  const T* dy;  // (N, K, P, Q)
+  const T* w;   // (K, C/groups, R, S)
+  T* out;       // dx (N, C, H, W)
+
+  __host__ __device__ __forceinline__ std::int64_t gemm_m() const { return params.input_pixels(); }
+  __host__ __device__ __forceinline__ int gemm_n() const { return params.group_channels(); }
+  __host__ __device__ __forceinline__ int gemm_k() const {
+    return params.group_filters() * params.filter_taps();
+  }
+  __host__ __device__ __forceinline__ int groups() const { return params.groups; }
+
+  // dx[n, g*C/g + c, h, w] for m = (n, h, w): base + c * H*W.
+  __device__ __forceinline__ std::int64_t out_offset(int group, std::int64_t m) const {
+    const std::int64_t n = m / params.input_plane();
+    return (n * params.C + std::int64_t(group) * params.group_channels()) * params.input_plane() +
+           (m - n * params.input_plane());
+  }
+  __device__ __forceinline__ std::int64_t out_stride() const { return params.input_plane(); }
+  __device__ __forceinline__ T finish(int, int, T v) const { return v; }
+};
+
+// Column j of w seen as a (K/g, C/g*R*S) matrix per group: element k is
+// w[g*K/g + k, j], one filter apart per step.
+template <typename T>
+struct ConvFilterColumnLoader {
+  const T* column;
+  bool valid;
+
+  template <typename Pass>
+  __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t j) {
+    const ConvParams& p = pass.params;
+    valid = j < p.filter_size();
+    column = pass.w + std::int64_t(group) * p.group_filters() * p.filter_size() + (valid ? j : 0);
+  }
+
+  template <typename Pass, int kCount>
+  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+    const std::int64_t step = pass.params.filter_size();
+#pragma unroll
+    for (int i = 0; i < kCount; ++i) {
+      out[i] = valid && k + i < k_end ? column[(k + i) * step] : T(0);
+    }
+  }
+};
+
+template <typename T>
+struct ConvDgradFcPass {
+  using Scalar = T;
+  using ALoader = ConvRowLoader<T, kConvOperandA>;
+  using BLoader = ConvFilterColumnLoader<T>;
+
+  ConvParams params;
+  const T* dy;  // (N, K, 1, 1)
+  const T* w;   // (K, C/groups, H, W)
+  T* out;       // dx (N, C, H, W)
+
+  __host__ __device__ __forceinline__ std::int64_t gemm_m() const { return params.N; }
+  __host__ __device__ __forceinline__ int gemm_n() const {
+    return static_cast<int>(params.filter_size());
+  }
+  __host__ __device__ __forceinline__ int gemm_k() const { return params.group_filters(); }
+  __host__ __device__ __forceinline__ int groups() const { return params.groups; }
+
+  // dy as an (N, K) matrix, K/g columns per group.
+  template <int kOperand>
+  __device__ __forceinline__ ConvRowMatrix<T> rows() const {
+    return ConvRowMatrix<T>{dy, params.N, params.K, params.group_filters()};
+  }
+
+  // dx[n, g*C/g*H*W + j]: base + j.
+  __device__ __forceinline__ std::int64_t out_offset(int group, std::int64_t n) const {
+    return n * params.C * params.input_plane() + group * params.filter_size();
+  }
+  __device__ __forceinline__ std::int64_t out_stride() const { return 1; }
+  __device__ __forceinline__ T finish(int, int, T v) const { return v; }
+};
+
+}  // namespace dc

@@ -1,0 +1,256 @@
+// fprop pass of the convolution (included by kernels/conv.cuh; the main loop
+// and the conventions are described there).
+//
+//   GEMM row m    = output pixel (n, p, q), m = (n*P + p)*Q + q
+//   GEMM column k = output channel within the group
+//   reduction     = (c, r, s) within the group, in w's memory order
+// Epilogue: y = acc + b[k] (b may be null), then ReLU if `relu`.
+//
+// Operand loaders (each thread owns one GEMM row / column and walks the
+// reduction index consecutively, so (c, r, s) advance incrementally: one
+// division per stage, none per element):
+//   ConvFpropImageLoader<kR, kS, kStride>  x gathered through the filter
+//       window, zero outside the image. kR, kS, kStride are 0 for "read from
+//       the problem" (implicit_gemm) or compile-time (implicit_gemm_3x3: 3, 3,
+//       1), which turns the window walk into constant arithmetic.
+//   ConvFpropImageRunLoader<kR, kS, kStride>  the same values, but a thread
+//       owns one reduction step and a run of consecutive pixels (the
+//       emulator's choice: row copies instead of scattered reads).
+//   ConvRowLoader  a contiguous run per row: the filters (w is (K, C/g*R*S)),
+//       and x itself when the filter covers the whole image (fully
+//       connected: x is then an (N, C*H*W) matrix; implicit_gemm_fc).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "common/portable.cuh"
+#include "kernels/conv_params.cuh"
+
+namespace dc {
+
+// Which GEMM operand a loader gathers; a pass's rows<kOperand>() says where
+// a ConvRowLoader for that operand reads.
+constexpr int kConvOperandA = 0;
+constexpr int kConvOperandB = 1;
+
+// `rows` rows of `row_stride` elements from `data` (+ `group_stride` per
+// group): what a ConvRowLoader reads.
+template <typename T>
+struct ConvRowMatrix {
+  const T* data;
+  std::int64_t rows;
+  std::int64_t row_stride;
+  std::int64_t group_stride;
+};
+
+// One row of a row-major matrix (pass.rows<kOperand>()); rows past the end,
+// and steps past k_end, read as zeros.
+template <typename T, int kOperand>
+struct ConvRowLoader {
+  static constexpr bool kRuns = false;  // one GEMM row per thread (ConvTileLoad)
+  const T* row_ptr;
+  bool valid;
+
+  template <typename Pass>
+  __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t row) {
+    const ConvRowMatrix<T> mat = pass.template rows<kOperand>();
+    valid = row < mat.rows;
+    row_ptr = mat.data + group * mat.group_stride + (valid ? row : 0) * mat.row_stride;
+  }
+
+  template <typename Pass, int kCount>
+  __device__ __forceinline__ void load(const Pass&, int k, int k_end, T (&out)[kCount]) const {
+    const T* src = row_ptr + k;
+    if constexpr (std::is_same<T, float>::value && kCount % 4 == 0) {
+      // 16-byte loads when the run is whole and aligned (rows of a multiple
+      // of 4 elements from an aligned base: VGG's filters and fc layers).
+      if (valid && k + kCount <= k_end && reinterpret_cast<std::uintptr_t>(src) % 16 == 0) {
+#pragma unroll
+        for (int v = 0; v < kCount / 4; ++v) {
+          const float4 q = dc::vload<float4>(src + 4 * v);
+          out[4 * v] = q.x;
+          out[4 * v + 1] = q.y;
+          out[4 * v + 2] = q.z;
+          out[4 * v + 3] = q.w;
+        }
+        return;
+      }
+    }
+    if (valid && k + kCount <= k_end) {
+#pragma unroll
+      for (int i = 0; i < kCount; ++i) out[i] = src[i];
+    } else {
+#pragma unroll
+      for (int i = 0; i < kCount; ++i) out[i] = valid && k + i < k_end ? row_ptr[k + i] : T(0);
+    }
+  }
+};
+
+template <typename T, int kR, int kS, int kStride>
+struct ConvFpropImageLoader {
+  static constexpr bool kRuns = false;  // one GEMM row per thread (ConvTileLoad)
+  const T* image;  // x at (n, first channel of the group, 0, 0)
+  int h0, w0;      // top-left corner of the window (may be negative: padding)
+  bool valid;
+
+  template <typename Pass>
+  __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t m) {
+    const ConvParams& p = pass.params;
+    valid = m < p.output_pixels();
+    const std::int64_t mm = valid ? m : 0;
+    const std::int64_t n = mm / p.output_plane();
+    const int pq = static_cast<int>(mm - n * p.output_plane());
+    const int op = pq / p.Q;
+    const int oq = pq - op * p.Q;
+    const int sh = kStride ? kStride : p.stride_h;
+    const int sw = kStride ? kStride : p.stride_w;
+    h0 = op * sh - p.pad_h;
+    w0 = oq * sw - p.pad_w;
+    image = pass.x + (n * p.C + std::int64_t(group) * p.group_channels()) * p.input_plane();
+  }
+
+  template <typename Pass, int kCount>
+  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+    const ConvParams& p = pass.params;
+    const int R = kR ? kR : p.R;
+    const int S = kS ? kS : p.S;
+    const int H = p.H, W = p.W;
+    int c = k / (R * S);
+    int rs = k - c * (R * S);
+    const T* plane = image + c * p.input_plane();
+    int r = rs / S;
+    int s = rs - r * S;
+#pragma unroll
+    for (int i = 0; i < kCount; ++i) {
+      const int h = h0 + r, w = w0 + s;
+      const bool inside = valid && k + i < k_end && h >= 0 && h < H && w >= 0 && w < W;
+      out[i] = inside ? plane[h * W + w] : T(0);
+      if (++s == S) {
+        s = 0;
+        if (++r == R) {
+          r = 0;
+          plane += p.input_plane();
+        }
+      }
+    }
+  }
+};
+
+// x gathered in runs: for one reduction step (c, r, s), kCount consecutive
+// output pixels from m_first on (ConvTileLoadRuns). Within one output row
+// the pixels read one image row, so each row segment is a short masked copy
+// (contiguous at stride 1) rather than kCount scattered reads; the launcher
+// uses it on the emulator, where that is 2x cheaper, and keeps the per-pixel
+// ConvFpropImageLoader on a GPU, where a warp's pixels coalesce instead.
+template <typename T, int kR, int kS, int kStride>
+struct ConvFpropImageRunLoader {
+  static constexpr bool kRuns = true;
+
+  const T* image;  // x at (n of m_first, first channel of the group, 0, 0)
+  std::int64_t m_first;
+  int op0, oq0;    // output row and column of m_first
+
+  template <typename Pass>
+  __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t m) {
+    const ConvParams& p = pass.params;
+    m_first = m;
+    const std::int64_t mm = m < p.output_pixels() ? m : 0;
+    const std::int64_t n = mm / p.output_plane();
+    const int pq = static_cast<int>(mm - n * p.output_plane());
+    op0 = pq / p.Q;
+    oq0 = pq - op0 * p.Q;
+    image = pass.x + (n * p.C + std::int64_t(group) * p.group_channels()) * p.input_plane();
+  }
+
+  template <typename Pass, int kCount>
+  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+    const ConvParams& p = pass.params;
+    const int R = kR ? kR : p.R;
+    const int S = kS ? kS : p.S;
+    const int sh = kStride ? kStride : p.stride_h;
+    const int sw = kStride ? kStride : p.stride_w;
+    const std::int64_t left = p.output_pixels() - m_first;
+    const int count = k >= k_end || left <= 0 ? 0 : (left < kCount ? int(left) : kCount);
+    const int c = k / (R * S);
+    const int rs = k - c * (R * S);
+    const int r = rs / S;
+    const int s = rs - r * S;
+    const std::int64_t image_stride = std::int64_t(p.C) * p.input_plane();
+    const T* channel = image + c * p.input_plane();
+    int op = op0, oq = oq0;
+    int i = 0;
+    while (i < count) {
+      const int seg = min(count - i, p.Q - oq);  // pixels left in this output row
+      const int h = op * sh - p.pad_h + r;
+      if (h < 0 || h >= p.H) {
+        for (int j = 0; j < seg; ++j) out[i + j] = T(0);
+      } else {
+        const T* row = channel + h * p.W;
+        const int w0 = oq * sw - p.pad_w + s;
+        for (int j = 0; j < seg; ++j) {
+          const int w = w0 + j * sw;
+          out[i + j] = w >= 0 && w < p.W ? row[w] : T(0);
+        }
+      }
+      i += seg;
+      oq += seg;
+      if (oq == p.Q) {
+        oq = 0;
+        if (++op == p.P) {
+          op = 0;
+          channel += image_stride;
+        }
+      }
+    }
+    for (; i < kCount; ++i) out[i] = T(0);
+  }
+};
+
+template <typename T, typename ALoaderT>
+struct ConvFpropPass {
+  using Scalar = T;
+  using ALoader = ALoaderT;
+  using BLoader = ConvRowLoader<T, kConvOperandB>;
+
+  ConvParams params;
+  const T* x;  // (N, C, H, W)
+  const T* w;  // (K, C/groups, R, S)
+  const T* b;  // (K,) or null
+  T* out;      // y (N, K, P, Q)
+  bool relu;
+
+  __host__ __device__ __forceinline__ std::int64_t gemm_m() const { return params.output_pixels(); }
+  __host__ __device__ __forceinline__ int gemm_n() const { return params.group_filters(); }
+  __host__ __device__ __forceinline__ int gemm_k() const {
+    return static_cast<int>(params.filter_size());
+  }
+  __host__ __device__ __forceinline__ int groups() const { return params.groups; }
+
+  // Row operands: A = x as an (N, C*H*W) matrix (fully connected only),
+  // B = the filters; row k of group g is filter g*K/g + k.
+  template <int kOperand>
+  __device__ __forceinline__ ConvRowMatrix<T> rows() const {
+    const ConvParams& p = params;
+    if constexpr (kOperand == kConvOperandA) {
+      return ConvRowMatrix<T>{x, p.N, p.C * p.input_plane(), p.group_channels() * p.input_plane()};
+    } else {
+      return ConvRowMatrix<T>{w, p.group_filters(), p.filter_size(),
+                              p.group_filters() * p.filter_size()};
+    }
+  }
+
+  // y[n, g*K/g + k, p, q] for m = (n, p, q): base + k * P*Q.
+  __device__ __forceinline__ std::int64_t out_offset(int group, std::int64_t m) const {
+    const std::int64_t n = m / params.output_plane();
+    return (n * params.K + std::int64_t(group) * params.group_filters()) * params.output_plane() +
+           (m - n * params.output_plane());
+  }
+  __device__ __forceinline__ std::int64_t out_stride() const { return params.output_plane(); }
+  __device__ __forceinline__ T finish(int group, int k, T v) const {
+    if (b != nullptr) v += b[group * params.group_filters() + k];
+    return relu && v < T(0) ? T(0) : v;
+  }
+};
+
+}  // namespace dc

@@ -1,0 +1,54 @@
+// Launchers of kernels/conv.cuh (defined in ops/conv_fprop.cu,
+// ops/conv_dgrad.cu, ops/conv_wgrad.cu).
+//
+// Plain C++ (kernels/conv_params.cuh has no CUDA in it), so the pybind11
+// bindings can include it. Pointers are device pointers under CUDA and host
+// pointers under the emulator. deepconv.ops validates shapes, dtypes and
+// devices first; the launchers check the problem (conv_check_params) and
+// the workspace size and throw std::invalid_argument otherwise. Every output
+// is written with `=`. Instantiated for float and double.
+//
+// Workspaces (for split-K partial sums) are owned by the caller: ask
+// conv2d_<pass>_workspace_bytes<T>(params) and pass at least that many bytes
+// (any pointer when it is 0).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "common/stream.h"
+#include "kernels/conv_params.cuh"
+
+namespace dc::ops {
+
+// y = conv(x, w) + b (b may be null), then max(., 0) if relu.
+// x (N, C, H, W), w (K, C/groups, R, S), b (K,), y (N, K, P, Q).
+template <typename T>
+void conv2d_fprop(const ConvParams& p, const T* x, const T* w, const T* b, T* y, bool relu,
+                  void* workspace, std::size_t workspace_bytes, Stream s);
+template <typename T>
+std::size_t conv2d_fprop_workspace_bytes(const ConvParams& p);
+// The variant conv2d_fprop runs: "implicit_gemm_3x3", "implicit_gemm_fc" or
+// "implicit_gemm"; with "+split_k" when the reduction is split.
+template <typename T>
+std::string conv2d_fprop_variant(const ConvParams& p);
+
+// dx = gradient of conv(x, w) with respect to x, from dy (N, K, P, Q).
+template <typename T>
+void conv2d_dgrad(const ConvParams& p, const T* dy, const T* w, T* dx, void* workspace,
+                  std::size_t workspace_bytes, Stream s);
+template <typename T>
+std::size_t conv2d_dgrad_workspace_bytes(const ConvParams& p);
+template <typename T>
+std::string conv2d_dgrad_variant(const ConvParams& p);
+
+// dw (K, C/groups, R, S) and, when db is not null, db (K,), from x and dy.
+template <typename T>
+void conv2d_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, T* db, void* workspace,
+                  std::size_t workspace_bytes, Stream s);
+template <typename T>
+std::size_t conv2d_wgrad_workspace_bytes(const ConvParams& p);
+template <typename T>
+std::string conv2d_wgrad_variant(const ConvParams& p);
+
+}  // namespace dc::ops
