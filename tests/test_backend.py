@@ -388,3 +388,17 @@ def test_synchronize_is_a_no_op_on_emulated_devices_and_validates_its_argument()
         assert deepconv.synchronize(dev) is None
     with pytest.raises(ValueError, match="device"):
         deepconv.synchronize("tpu:0")
+
+
+def test_scratch_memory_is_reused_per_device_and_grows_on_demand():
+    from deepconv.backend import backend_for
+    from deepconv.backend.scratch import scratch
+
+    dev = deepconv.device("emu:1")
+    be = backend_for(dev)
+    first = scratch(be, dev, 100, "test")
+    assert first.nbytes >= 100 and deepconv.device_of(first) == dev
+    assert scratch(be, dev, 50, "test") is first  # smaller request: same buffer
+    bigger = scratch(be, dev, 1000, "test")
+    assert bigger.nbytes >= 1000 and bigger is not first
+    assert scratch(be, deepconv.device("emu:2"), 50, "test") is not bigger  # per device

@@ -141,8 +141,10 @@ def test_sigkill_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path)
         checkpoint._atomic_write = slow
         checkpoint.save_file({{"x": np.zeros(1000, np.float32)}}, {str(path)!r})
     """)
+    # cwd: not the repository root, whose source deepconv/ (no compiled
+    # modules) would shadow the installed package for `python -c`.
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE,
-                            env=dict(os.environ))
+                            env=dict(os.environ), cwd=tmp_path)
     try:
         assert proc.stdout.readline().strip() == b"writing"
         proc.send_signal(signal.SIGKILL)

@@ -278,3 +278,16 @@ def test_large_problems(dtype, shape, rng):
                                         deepconv.asarray(labels_host, device="emu:1"))
     assert_close(probs, softmax_reference(logits_host), dtype)
     assert_close(loss, losses_reference(logits_host, labels_host).mean(), dtype)
+
+
+def test_out_receives_the_probabilities_and_is_reused(rng, dtype):
+    logits = deepconv.asarray(rng.standard_normal((5, 7)).astype(dtype), device="emu:1")
+    labels = deepconv.asarray(np.arange(5, dtype=np.int64) % 7, device="emu:1")
+    expected_loss, expected_probs = softmax_cross_entropy(logits, labels)
+    out = deepconv.zeros((5, 7), dtype, device="emu:1")
+    loss, probs = softmax_cross_entropy(logits, labels, out=out)
+    assert probs is out
+    assert_bitwise_equal(probs, expected_probs)
+    assert_bitwise_equal(loss, expected_loss)
+    with pytest.raises(ValueError, match="^out: shares memory with logits"):
+        softmax_cross_entropy(logits, labels, out=logits)

@@ -8,14 +8,6 @@
 #include <new>
 #include <stdexcept>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define DC_EMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define DC_EMU_ASAN 1
-#endif
-#endif
-
 #if defined(DC_EMU_ASAN)
 #include <sanitizer/common_interface_defs.h>
 #endif

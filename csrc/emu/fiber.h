@@ -11,6 +11,15 @@
 
 #include <cstddef>
 
+// AddressSanitizer (g++ or clang) must be told about every stack switch.
+#if defined(__SANITIZE_ADDRESS__)
+#define DC_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DC_EMU_ASAN 1
+#endif
+#endif
+
 namespace dc::emu {
 
 class Fiber {
@@ -64,7 +73,7 @@ class Fiber {
 // always go through the scheduler.
 constexpr bool Fiber::can_switch_directly() {
 #if (defined(__x86_64__) || defined(__aarch64__)) && !defined(DC_EMU_FORCE_UCONTEXT) && \
-    !defined(__SANITIZE_ADDRESS__)
+    !defined(DC_EMU_ASAN)
   return true;
 #else
   return false;

@@ -13,14 +13,6 @@
 #include "emu/emu.h"
 #include "emu/fiber.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define DC_EMU_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define DC_EMU_ASAN 1
-#endif
-#endif
-
 namespace dc::emu {
 
 // The largest shared memory a block may have: sm_90's opt-in maximum.

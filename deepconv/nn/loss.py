@@ -34,7 +34,8 @@ class SoftmaxCrossEntropy(Layer):
                 f"logits: expected (N, K) or (N, K, 1, 1), got shape {tuple(logits.shape)}"
             )
         rows = logits.reshape(logits.shape[:2])
-        loss, self.probs = softmax_cross_entropy(rows, labels)
+        probs = self._buffer_like("probs", rows)
+        loss, self.probs = softmax_cross_entropy(rows, labels, out=probs)
         self._saved = (logits.shape, labels)
         return loss
 

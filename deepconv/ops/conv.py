@@ -17,6 +17,7 @@ import numbers
 
 import numpy as np
 
+from deepconv.backend.scratch import scratch
 from deepconv.ops import _validate as check
 
 __all__ = ["conv2d", "conv2d_dgrad", "conv2d_wgrad", "conv2d_output_shape"]
@@ -181,13 +182,12 @@ def conv2d_wgrad(x, dy, w_shape, stride=1, padding=0, groups=1, with_bias=True, 
 
 
 def _workspace(be, dev, nbytes):
-    """``(array, pointer, bytes)`` of fresh scratch memory on ``dev``
-    (``(None, 0, 0)`` for none). The caller keeps the array until the launch
-    has been queued: the emulator runs launches synchronously, and cupy's
-    pool hands freed memory only to later work on the same stream."""
+    """``(array, pointer, bytes)`` of split-K scratch memory on ``dev``
+    (``(None, 0, 0)`` for none), reused from call to call (backend/scratch.py).
+    The caller keeps the array referenced until the launch has been queued."""
     if nbytes == 0:
         return None, 0, 0
-    buf = be.empty((nbytes,), np.uint8, dev)
+    buf = scratch(be, dev, nbytes, "conv_workspace")
     return buf, be.pointer(buf), nbytes
 
 

@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from deepconv.backend import is_array
+from deepconv.backend.scratch import scratch
 from deepconv.ops import _validate as check
 
 LABEL_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
@@ -40,7 +41,7 @@ def softmax(logits, out=None):
     return out
 
 
-def softmax_cross_entropy(logits, labels):
+def softmax_cross_entropy(logits, labels, out=None):
     """Fused softmax + cross-entropy; returns ``(loss, probs)``.
 
     ``loss`` is the mean over the batch of ``-log softmax(logits[r])[labels[r]]``
@@ -53,17 +54,24 @@ def softmax_cross_entropy(logits, labels):
     ``logits``: float32/float64 (N, K), N >= 1, K >= 1. ``labels``: int32 or
     int64 (N,), each in [0, K) (checked before launching: ValueError naming
     the first bad row). Logits of +-1e4 give finite results; NaN in a row
-    gives NaN probabilities for that row and a NaN loss.
+    gives NaN probabilities for that row and a NaN loss. ``out`` (N, K), when
+    given, receives ``probs`` (a layer passes the same array every step); it
+    must not overlap ``logits``.
     """
     check.float_array(logits, "logits")
     n, k = _rows(logits, "logits")
     if n == 0:
         raise ValueError("logits: expected at least one row (the mean loss of no samples is undefined)")
     label_array(labels, "labels", n)
-    dev, be = check.device_and_backend(logits=logits, labels=labels)
+    if out is not None:
+        check.output(out, "out", logits, "logits")
+    dev, be = check.device_and_backend(logits=logits, labels=labels, out=out)
+    check.out_disjoint(out, be, logits=logits)
     check_label_range(labels, "labels", k)
-    probs = be.empty((n, k), logits.dtype, dev)
-    losses = be.empty((n,), logits.dtype, dev)
+    probs = be.empty((n, k), logits.dtype, dev) if out is None else out
+    # Per-row losses only feed the fixed-order mean: scratch, reused.
+    nbytes = n * logits.dtype.itemsize
+    losses = scratch(be, dev, nbytes, "softmax_row_losses")[:nbytes].view(logits.dtype)
     loss = be.empty((1,), logits.dtype, dev)
     with be.activate(dev):
         be.module.softmax_xent_fprop(
