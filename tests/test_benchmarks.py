@@ -1,0 +1,42 @@
+"""The benchmarks run and print their tables (a smoke test: the figures
+themselves are for people, read in one run beside the reference)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script, *args, tmp_path):
+    # cwd outside the repository, so that the installed deepconv is imported.
+    out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_conv3x3_validates_and_reports_gflops(tmp_path):
+    stdout = run("conv3x3.py", "--set", "cifar", "--batch", "1", "--repeat", "1",
+                 "--passes", "fprop,dgrad,wgrad", "--json", tmp_path=tmp_path)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert {r["pass"] for r in result["rows"]} == {"fprop", "dgrad", "wgrad"}
+    assert len(result["rows"]) == 27  # 9 shapes x 3 passes
+    for row in result["rows"]:
+        assert row["max_rel_error"] <= 1e-3 and row["deepconv"] > 0 and row["numpy"] > 0
+    assert "cifar_median_fprop_ratio_numpy" in result["summary"]
+
+
+def test_conv3x3_rejects_an_unknown_pass(tmp_path):
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "conv3x3.py"), "--passes", "bprop"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and "--passes" in out.stderr
+
+
+@pytest.mark.slow
+def test_emulator_benchmark_prints_barrier_cost_and_relu_throughput(tmp_path):
+    stdout = run("emulator.py", "--repeat", "1", "--json", tmp_path=tmp_path)
+    assert "barrier" in stdout.lower() and "relu" in stdout.lower()
