@@ -110,6 +110,10 @@ class DataLoader:
     def __iter__(self):
         epoch = self.epoch
         self.epoch += 1
+        if hasattr(self.dataset, "set_epoch"):
+            # Datasets that augment per sample (ImageFolder) draw from
+            # (seed, epoch, index): tell them which epoch this is.
+            self.dataset.set_epoch(epoch)
         plan = self.batches(epoch)
         jobs = [(epoch, k, idx) for k, idx in enumerate(plan)]
         if self.num_workers == 0:
