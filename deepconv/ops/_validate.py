@@ -169,3 +169,15 @@ def out_disjoint(out, be, **inputs):
     for name, arr in inputs.items():
         if out is not None and overlaps(out, arr, be):
             raise ValueError(f"out: shares memory with {name}; pass a separate array")
+
+
+def gradient_output(out, x, y, dy):
+    """``(device, backend, dx)`` for a backward op of ``(x, y, dy)``: ``out``
+    validated like ``x`` and disjoint from the three inputs, or a new array."""
+    if out is not None:
+        output(out, "out", x, "x")
+    dev, be = device_and_backend(x=x, y=y, dy=dy, out=out)
+    out_disjoint(out, be, x=x, y=y, dy=dy)
+    if out is None:
+        out = be.empty(x.shape, x.dtype, dev)
+    return dev, be, out

@@ -72,12 +72,7 @@ def lrn_backward(x, y, dy, size=5, alpha=1e-4, beta=0.75, k=2.0, alpha_conventio
     check.nchw_input(y, "y", x.shape, x.dtype, "x")
     check.nchw_input(dy, "dy", x.shape, x.dtype, "x")
     hyper = _hyperparameters(size, alpha, beta, k, alpha_convention)
-    if out is not None:
-        check.output(out, "out", x, "x")
-    dev, be = check.device_and_backend(x=x, y=y, dy=dy, out=out)
-    check.out_disjoint(out, be, x=x, y=y, dy=dy)
-    if out is None:
-        out = be.empty(x.shape, x.dtype, dev)
+    dev, be, out = check.gradient_output(out, x, y, dy)
     if x.size:
         with be.activate(dev):
             be.module.lrn_bprop(

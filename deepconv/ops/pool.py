@@ -73,12 +73,7 @@ def max_pool2d_backward(x, y, dy, kernel_size, stride=None, padding=0, ceil_mode
     pool = _PoolShape(x, kernel_size, stride, padding, ceil_mode)
     check.nchw_input(y, "y", pool.output_shape, x.dtype, "max_pool2d(x)")
     check.nchw_input(dy, "dy", pool.output_shape, x.dtype, "y")
-    if out is not None:
-        check.output(out, "out", x, "x")
-    dev, be = check.device_and_backend(x=x, y=y, dy=dy, out=out)
-    check.out_disjoint(out, be, x=x, y=y, dy=dy)
-    if out is None:
-        out = be.empty(x.shape, x.dtype, dev)
+    dev, be, out = check.gradient_output(out, x, y, dy)
     if out.size:
         with be.activate(dev):
             be.module.max_pool2d_bprop(
