@@ -174,3 +174,11 @@ def test_vgg_d_full_size_forward_backward():
     assert np.isfinite(loss)
     model.backward(xent.backward())
     assert all(np.all(np.isfinite(g)) for _, g in model.gradients())
+
+
+def test_vgg_small_takes_grey_images():
+    net = models.vgg_small(input_size=8, in_channels=1, width=4, fc_width=16, seed=3)
+    x = deepconv.asarray(np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32))
+    assert net.forward(x).shape[:2] == (2, 10)
+    with pytest.raises(ValueError, match="in_channels"):
+        models.vgg_small(input_size=8, in_channels=0)

@@ -13,11 +13,13 @@ __all__ = ["vgg_small", "alexnet_small", "digits_net"]
 
 
 def vgg_small(config="A", input_size=32, num_classes=10, width=8, fc_width=64, *, init="normal",
-              dropout=0.5, seed=0, dtype="float32", device="emu:0", materialize=True):
+              dropout=0.5, seed=0, dtype="float32", device="emu:0", materialize=True,
+              in_channels=3):
     """VGG ``config`` with channels ``width, 2w, 4w, 8w, 8w`` per block (the
     paper's 64 ... 512 is width=64) and fc6 / fc7 of ``fc_width``. Uses as
     many of the five blocks as the input allows while keeping at least a
-    1x1 map: 5 for 32x32 inputs, 3 for 8x8. Other arguments as
+    1x1 map: 5 for 32x32 inputs, 3 for 8x8. ``in_channels``: 3 for RGB, 1
+    for grey images such as digits. Other arguments as
     :func:`~deepconv.models.vgg`."""
     if config not in VGG_CONFIGS:
         raise ValueError(f"config: expected one of {sorted(VGG_CONFIGS)}, got {config!r}")
@@ -28,7 +30,7 @@ def vgg_small(config="A", input_size=32, num_classes=10, width=8, fc_width=64, *
     widths = [[width * scale[b]] * len(VGG_CONFIGS[config][b]) for b in range(blocks)]
     return build_vgg(config, widths, fc_width, num_classes, input_size, init=init,
                      dropout=dropout, seed=seed, dtype=dtype, device=device,
-                     materialize=materialize)
+                     materialize=materialize, in_channels=in_channels)
 
 
 def alexnet_small(num_classes=10, input_size=32, width=1, fc_width=64, split=1, *, dropout=0.5,

@@ -57,10 +57,10 @@ def vgg(config, num_classes=1000, input_size=224, *, init="normal", dropout=0.5,
 
 
 def build_vgg(config, widths, fc_width, num_classes, input_size, *, init, dropout, seed, dtype,
-              device, materialize):
+              device, materialize, in_channels=3):
     """A VGG-shaped Sequential: the kernel sizes and LRN of ``config`` with
     channel ``widths`` per block (as many blocks as given), fc6 / fc7 of
-    ``fc_width``."""
+    ``fc_width``, for images of ``in_channels`` channels (RGB: 3)."""
     num_classes = check_int(num_classes, "num_classes")
     input_size = check_int(input_size, "input_size")
     fc_width = check_int(fc_width, "fc_width")
@@ -79,7 +79,7 @@ def build_vgg(config, widths, fc_width, num_classes, input_size, *, init, dropou
         )
     common = dict(weight_init=weight_init, bias_init=0.0, dtype=dtype, device=device,
                   materialize=False)
-    layers, channels = [], 3
+    layers, channels = [], check_int(in_channels, "in_channels")
     for b, (block, kinds) in enumerate(zip(widths, VGG_CONFIGS[config]), start=1):
         for i, (width, (_, kernel)) in enumerate(zip(block, kinds), start=1):
             first = not layers
