@@ -29,8 +29,7 @@ from deepconv.backend.emu import (
     LaunchConfigError,
     MisalignedAccessError,
 )
-from deepconv import ops
-from deepconv import nn, models, optim
+from deepconv import models, nn, ops, optim
 
 __all__ = [
     "BarrierDivergenceError",
@@ -46,7 +45,10 @@ __all__ = [
     "device_of",
     "devices",
     "empty",
+    "models",
+    "nn",
     "ops",
+    "optim",
     "reset_transfer_stats",
     "synchronize",
     "to_device",

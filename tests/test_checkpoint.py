@@ -11,7 +11,6 @@ import textwrap
 import numpy as np
 import pytest
 
-import deepconv
 from deepconv.checkpoint import load_checkpoint, load_file, read_metadata, save_checkpoint, save_file
 from deepconv.nn import Conv2d, Flatten, Linear, ReLU, Sequential
 from deepconv.optim import SGD, StepLR
