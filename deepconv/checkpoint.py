@@ -44,8 +44,11 @@ from deepconv.backend import asarray, backend_for, device_of, is_array, to_numpy
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "MODEL_PREFIX",
+    "atomic_write",
     "load_checkpoint",
     "load_file",
+    "read_header",
     "read_metadata",
     "save_checkpoint",
     "save_file",
@@ -62,7 +65,7 @@ _DTYPES = {  # safetensors name -> numpy dtype (little-endian)
 }
 _NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
 _CHECKSUM_KEY = "deepconv.data_sha256"
-_MODEL_PREFIX = "model."
+MODEL_PREFIX = "model."  # a model parameter p is stored as tensor "model.p"
 _OPTIMIZER_PREFIX = "optimizer/"
 
 
@@ -107,14 +110,18 @@ def save_file(tensors: dict, path, metadata: dict | None = None) -> None:
         for name in order:
             f.write(_bytes_of(arrays[name]))
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _bytes_of(arr: np.ndarray) -> memoryview:
     return memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else memoryview(b"")
 
 
-def _atomic_write(path: str, write) -> None:
+def atomic_write(path, write) -> None:
+    """Write ``path`` all or nothing: ``write(f)`` fills a temporary file
+    beside it (binary), which is fsynced and renamed over ``path``. A crash
+    at any moment leaves either the old file or the new one, never a part."""
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
@@ -212,11 +219,19 @@ def _check_entries(header, path, data_bytes):
     return entries
 
 
-def read_metadata(path) -> dict:
-    """The ``__metadata__`` of a safetensors file (reads the header only)."""
+def read_header(path) -> tuple:
+    """``(tensors, metadata)`` of a safetensors file from its header alone:
+    name -> ``{"dtype", "shape", "data_offsets"}``, and the str -> str
+    ``__metadata__``."""
     path = os.fspath(path)
     with open(path, "rb") as f:
-        return _read_header(f, path, os.fstat(f.fileno()).st_size)[1]
+        header, meta, _ = _read_header(f, path, os.fstat(f.fileno()).st_size)
+    return header, meta
+
+
+def read_metadata(path) -> dict:
+    """The ``__metadata__`` of a safetensors file (reads the header only)."""
+    return read_header(path)[1]
 
 
 def load_file(path) -> tuple:
@@ -262,7 +277,7 @@ def save_checkpoint(path, model, optimizer=None, schedule=None, state=None) -> N
     loader and dropout state, best error...), returned by
     :func:`load_checkpoint`.
     """
-    tensors = {_MODEL_PREFIX + name: arr for name, arr in model.parameters()}
+    tensors = {MODEL_PREFIX + name: arr for name, arr in model.parameters()}
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -321,7 +336,7 @@ def load_checkpoint(path, model=None, optimizer=None, schedule=None) -> dict:
 
 def _match_parameters(path, model, tensors):
     params = model.parameters()
-    stored = {k[len(_MODEL_PREFIX):] for k in tensors if k.startswith(_MODEL_PREFIX)}
+    stored = {k[len(MODEL_PREFIX):] for k in tensors if k.startswith(MODEL_PREFIX)}
     names = [name for name, _ in params]
     missing = [n for n in names if n not in stored]
     extra = sorted(stored - set(names))
@@ -332,7 +347,7 @@ def _match_parameters(path, model, tensors):
                         f"unexpected {extra}" if extra else "") if part))
     targets = []
     for name, arr in params:
-        host = tensors[_MODEL_PREFIX + name]
+        host = tensors[MODEL_PREFIX + name]
         if tuple(host.shape) != tuple(arr.shape) or host.dtype != arr.dtype:
             _fail(path, f"parameter {name!r} is {host.dtype} {tuple(host.shape)} in the file, "
                         f"{arr.dtype} {tuple(arr.shape)} in the model")

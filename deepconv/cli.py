@@ -2,12 +2,16 @@
 
 Subcommands:
   info    what is installed: backends, devices, CUDA status, emulator settings
-  train   train a model on a dataset (see deepconv.train.add_train_arguments)
+  train   train a model on a dataset (see deepconv.train_command)
+  eval    error of checkpoints on an image folder (see deepconv.eval_command)
+  features  a trained net's features, nearest neighbours and first-layer filters as
+            PNGs, a linear SVM on the features (see deepconv.features_command)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import platform
 import sys
@@ -150,13 +154,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--json", action="store_true", help="print as JSON")
     info.set_defaults(handler=cmd_info)
-    train = commands.add_parser(
-        "train", help="train a model on a dataset", description="Train a model from "
-        "deepconv.models on a dataset, with logs, a plot and checkpoints in --out.",
-    )
-    from deepconv.train import add_train_arguments, train_command
-    add_train_arguments(train)
-    train.set_defaults(handler=train_command)
+    # The commands that do the work: (name, module, help, description); each
+    # module has add_<name>_arguments(parser) and <name>_command(args).
+    for name, module, summary, description in (
+        ("train", "deepconv.train_command", "train a model on a dataset",
+         "Train a model from deepconv.models on a dataset, with logs, a plot and checkpoints in "
+         "--out."),
+        ("eval", "deepconv.eval_command", "top-1 / top-5 error of checkpoints on a folder of images",
+         "Evaluate checkpoints (one, or several as an ensemble) of a model from deepconv.models "
+         "on an image folder under the AlexNet / VGG test protocols; prints top-1 / top-k error "
+         "and the time taken per protocol."),
+        ("features", "deepconv.features_command",
+         "features, nearest neighbours, filters; a linear SVM on features",
+         "Extract a trained network's last hidden layer features of an image folder; write the "
+         "nearest training images of query images and the first layer's filters as PNGs; "
+         "optionally score a linear SVM on the features (AlexNet section 6.1, VGG appendix B)."),
+    ):
+        command = commands.add_parser(name, help=summary, description=description)
+        code = importlib.import_module(module)
+        getattr(code, f"add_{name}_arguments")(command)
+        command.set_defaults(handler=getattr(code, f"{name}_command"))
     return parser
 
 

@@ -14,6 +14,11 @@ Files written in ``out_dir``:
 - ``best.safetensors``: the epoch with the lowest validation top-1 error so far;
 - ``log.csv`` and ``log.jsonl``: one row per epoch (:data:`LOG_COLUMNS`);
 - ``curves.png``: loss and error curves, when matplotlib is installed.
+
+Several devices: ``fit(..., strategy=DataParallel(...))`` trains replicas in
+one process, ``strategy=DistributedDataParallel(...)`` one rank of an MPI
+job (only rank 0 validates, logs and writes files; ``deepconv train``
+under ``mpiexec`` does this, see :mod:`deepconv.train_command`).
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ def evaluate(model, loader, device, k=5) -> dict:
 
 
 def fit(model, optimizer, train_loader, val_loader, epochs, device, out_dir, schedule=None,
-        resume=False, log_every=20, stream=None) -> dict:
+        resume=False, log_every=20, stream=None, strategy=None) -> dict:
     """Train ``model`` for ``epochs`` epochs (in total, counting those of a
     resumed run) and return ``{"history": rows, "best": row, "final": row,
     "epochs_trained": epochs run by this call}``.
@@ -98,6 +103,18 @@ def fit(model, optimizer, train_loader, val_loader, epochs, device, out_dir, sch
     ``stream`` (default stderr): one line rewritten in place on a terminal,
     a line every ``log_every`` steps otherwise.
 
+    ``strategy``: ``None`` (one device), or an object whose ``module`` is
+    ``model`` and whose ``train_step(x, y, optimizer)`` runs one step and
+    returns the global mean loss: a :class:`~deepconv.parallel.DataParallel`
+    (``device`` is its first device; ``train_loader`` yields global
+    batches) or a :class:`~deepconv.parallel.DistributedDataParallel`
+    (``device`` is this rank's; ``train_loader`` yields this rank's shard
+    of each batch, see ``DataLoader(shard=...)``). With a strategy of
+    ``rank`` > 0 this call writes nothing and prints nothing: rank 0
+    validates, broadcasts the validation figures (so that every rank's
+    schedule steps alike), logs and writes the files. ``resume`` reads
+    ``out_dir`` on every rank.
+
     Raises :class:`TrainingDiverged` as soon as the loss is NaN or
     infinite (the last checkpoint stays as it was).
     """
@@ -108,12 +125,17 @@ def fit(model, optimizer, train_loader, val_loader, epochs, device, out_dir, sch
         if device_of(arr) != dev:
             raise ValueError(f"model: parameter {name!r} is on {device_of(arr)}, not on {dev}; "
                              "move the model with model.to(device) before building the optimizer")
-    os.makedirs(out_dir, exist_ok=True)
+    if strategy is not None and getattr(strategy, "module", None) is not model:
+        raise ValueError("strategy: expected a strategy over model (strategy.module is model)")
+    writes = getattr(strategy, "rank", 0) == 0  # only rank 0 of a multi-process job
+    replicas = getattr(strategy, "replicas", [model])
+    if writes:
+        os.makedirs(out_dir, exist_ok=True)
     paths = {k: os.path.join(out_dir, v) for k, v in (
         ("checkpoint", CHECKPOINT), ("best", BEST), ("csv", LOG_CSV), ("jsonl", LOG_JSONL),
         ("plot", PLOT))}
     stream = sys.stderr if stream is None else stream
-    progress = _Progress(stream, log_every)
+    progress = _Progress(stream if writes else _Discard(), log_every)
 
     run = {"epoch": 0, "step": 0, "best_top1_error": math.inf, "best_epoch": 0,
            "elapsed_s": 0.0}
@@ -123,7 +145,10 @@ def fit(model, optimizer, train_loader, val_loader, epochs, device, out_dir, sch
             raise FileNotFoundError(f"resume: no checkpoint to resume from at {paths['checkpoint']}")
         state = load_checkpoint(paths["checkpoint"], model, optimizer, schedule)
         run.update({k: state[k] for k in run if k in state})
-        _set_dropout_steps(model, state.get("dropout", {}))
+        for replica in replicas:
+            _set_dropout_steps(replica, state.get("dropout", {}))
+        if strategy is not None:
+            strategy.broadcast_parameters()
         if "loader" in state and hasattr(train_loader, "load_state_dict"):
             train_loader.load_state_dict(state["loader"])
         rows = [r for r in _read_jsonl(paths["jsonl"]) if r.get("epoch", 0) <= run["epoch"]]
@@ -135,24 +160,33 @@ def fit(model, optimizer, train_loader, val_loader, epochs, device, out_dir, sch
     steps_per_epoch = _length(train_loader)
     start_epoch, started = run["epoch"], time.perf_counter()
     for epoch in range(start_epoch, epochs):
-        model.train()
+        (strategy or model).train()
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         for i, (x, y) in enumerate(train_loader, 1):
-            x, y = asarray(x, device=dev), asarray(y, device=dev)
-            loss = float(criterion.forward(model.forward(x), y))
-            if not math.isfinite(loss):
-                progress.end()
-                raise TrainingDiverged(
-                    f"the training loss became {loss} at epoch {epoch + 1}, step {run['step'] + 1} "
-                    f"(batch {i}, lr {optimizer.lr:g}); lower the learning rate. The last good "
-                    f"checkpoint is {paths['checkpoint']}")
-            model.backward(criterion.backward())
-            optimizer.step()
+            if strategy is None:
+                x, y = asarray(x, device=dev), asarray(y, device=dev)
+                loss = float(criterion.forward(model.forward(x), y))
+                if not math.isfinite(loss):
+                    progress.end()
+                    raise TrainingDiverged(
+                        f"the training loss became {loss} at {_position(epoch, run, i, optimizer)}"
+                        f"; lower the learning rate. {_last_good(paths)}")
+                model.backward(criterion.backward())
+                optimizer.step()
+                batch = x.shape[0]
+            else:
+                try:  # the strategy checks the global loss before any update
+                    loss = float(strategy.train_step(x, y, optimizer))
+                except FloatingPointError as exc:
+                    progress.end()
+                    raise TrainingDiverged(f"{exc} (at {_position(epoch, run, i, optimizer)}). "
+                                           f"{_last_good(paths)}") from None
+                batch = getattr(strategy, "last_batch_size", 0) or x.shape[0]
             run["step"] += 1
-            seen += x.shape[0]
-            loss_sum += loss * x.shape[0]
+            seen += batch
+            loss_sum += loss * batch
             now = time.perf_counter()
             done = (epoch - start_epoch) * (steps_per_epoch or i) + i
             todo = (epochs - epoch) * (steps_per_epoch or i) - i
@@ -161,7 +195,7 @@ def fit(model, optimizer, train_loader, val_loader, epochs, device, out_dir, sch
         train_time = time.perf_counter() - t0
         if seen == 0:
             raise ValueError("train_loader: an epoch yielded no batches")
-        val = evaluate(model, val_loader, dev)
+        val = _validate(model, val_loader, dev, strategy, writes)
         if schedule is not None:
             schedule.step(val["top1_error"]) if metric_step else schedule.step()
         epoch_s = time.perf_counter() - t0
@@ -177,16 +211,51 @@ def fit(model, optimizer, train_loader, val_loader, epochs, device, out_dir, sch
         if improved:
             run["best_top1_error"], run["best_epoch"] = row["val_top1_error"], epoch + 1
         progress.epoch(row)
-        _write_logs(rows, paths)
-        state = dict(run, loader=_loader_state(train_loader), dropout=_dropout_steps(model))
-        save_checkpoint(paths["checkpoint"], model, optimizer, schedule, state)
-        if improved:
-            save_checkpoint(paths["best"], model, optimizer, schedule, state)
+        if writes:
+            _write_logs(rows, paths)
+            state = dict(run, loader=_loader_state(train_loader), dropout=_dropout_steps(model))
+            save_checkpoint(paths["checkpoint"], model, optimizer, schedule, state)
+            if improved:
+                save_checkpoint(paths["best"], model, optimizer, schedule, state)
 
-    _plot(rows, paths["plot"], progress)
+    if writes:
+        _plot(rows, paths["plot"], progress)
     best = next((r for r in rows if r["epoch"] == run["best_epoch"]), None)
     return {"history": rows, "best": best, "final": rows[-1] if rows else None,
             "epochs_trained": max(0, epochs - start_epoch)}
+
+
+def _position(epoch, run, batch, optimizer) -> str:
+    """Where a diverged run stopped, for its message."""
+    return f"epoch {epoch + 1}, step {run['step'] + 1} (batch {batch}, lr {optimizer.lr:g})"
+
+
+def _last_good(paths) -> str:
+    return f"The last good checkpoint is {paths['checkpoint']}"
+
+
+_VAL_KEYS = ("loss", "top1_error", "top5_error", "images")
+
+
+def _validate(model, loader, dev, strategy, writes) -> dict:
+    """:func:`evaluate` on rank 0 (or without ranks); a multi-process
+    strategy then hands rank 0's figures to every rank, which waits."""
+    val = evaluate(model, loader, dev) if writes else None
+    share = getattr(strategy, "broadcast_floats", None)
+    if share is None:
+        return val
+    figures = share([val[k] for k in _VAL_KEYS] if writes else None)
+    return dict(zip(_VAL_KEYS, figures))
+
+
+class _Discard:
+    """A stream that drops what it is given (progress of ranks > 0)."""
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
 
 
 # --- state the checkpoint carries besides weights and optimiser -----------------------
@@ -325,127 +394,3 @@ def _duration(seconds) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-# --- the ``deepconv train`` command ---------------------------------------------------
-
-# Defaults sized for a laptop without a GPU: the digits set on the emulator.
-DEFAULTS = dict(model="digits_net", data="digits", epochs=12, batch_size=32, lr=0.02,
-                momentum=0.9, weight_decay=5e-4, lr_step=8, lr_gamma=0.1, device="emu:0",
-                out="runs/digits", seed=0, workers=1)
-
-
-def add_train_arguments(parser):
-    """The options of ``deepconv train`` (added to an argparse parser)."""
-    d = DEFAULTS
-    parser.add_argument("--model", default=d["model"],
-                        help="a function in deepconv.models, e.g. vgg_small, or digits_net: a "
-                        "small VGG-style net for 8x8 images (default %(default)s)")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra keyword argument for the model function (repeatable; "
-                        "VALUE read as JSON when it parses, else as a string)")
-    parser.add_argument("--data", default=d["data"], choices=["digits"],
-                        help="dataset (default %(default)s; needs scikit-learn)")
-    parser.add_argument("--epochs", type=int, default=d["epochs"], help="default %(default)s")
-    parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
-    parser.add_argument("--lr", type=float, default=d["lr"], help="learning rate (default %(default)s)")
-    parser.add_argument("--momentum", type=float, default=d["momentum"], help="default %(default)s")
-    parser.add_argument("--weight-decay", type=float, default=d["weight_decay"],
-                        help="default %(default)s")
-    parser.add_argument("--lr-step", type=int, default=d["lr_step"], metavar="EPOCHS",
-                        help="multiply the lr by --lr-gamma every EPOCHS epochs (0: constant lr; "
-                        "default %(default)s)")
-    parser.add_argument("--lr-gamma", type=float, default=d["lr_gamma"], help="default %(default)s")
-    parser.add_argument("--device", default=d["device"], help="emu:N or cuda:N (default %(default)s)")
-    parser.add_argument("--out", default=d["out"],
-                        help="directory for logs, plot and checkpoints (default %(default)s)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUT/checkpoint.safetensors")
-    parser.add_argument("--seed", type=int, default=d["seed"],
-                        help="seeds the weights, the data order and the split (default %(default)s)")
-    parser.add_argument("--workers", type=int, default=d["workers"],
-                        help="background threads assembling batches (default %(default)s)")
-    return parser
-
-
-def train_command(args) -> int:
-    """Run ``deepconv train``; returns the exit status."""
-    from deepconv import data as datasets
-    from deepconv.optim import SGD, StepLR
-
-    started = time.perf_counter()
-    try:
-        train_set = datasets.DATASETS[args.data]("train", seed=args.seed)
-        test_set = datasets.DATASETS[args.data]("test", seed=args.seed)
-        model = build_model(args.model, _model_args(args.model_arg), train_set, args.seed,
-                            args.device)
-        train_loader = datasets.DataLoader(train_set, args.batch_size, shuffle=True,
-                                           seed=args.seed, num_workers=args.workers)
-        test_loader = datasets.DataLoader(test_set, 500)
-        optimizer = SGD(model, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-        schedule = StepLR(optimizer, args.lr_step, args.lr_gamma) if args.lr_step > 0 else None
-    except (ImportError, ValueError, TypeError) as exc:
-        print(f"deepconv train: {exc}", file=sys.stderr)
-        return 2
-    print(f"deepconv train: {args.model} on {args.data} ({len(train_set)} train, "
-          f"{len(test_set)} test images), device {args.device}, {args.epochs} epochs, "
-          f"out {args.out}", file=sys.stderr)
-    try:
-        result = fit(model, optimizer, train_loader, test_loader, args.epochs, args.device,
-                     args.out, schedule=schedule, resume=args.resume)
-    except TrainingDiverged as exc:
-        print(f"deepconv train: stopped: {exc}", file=sys.stderr)
-        return 1
-    except FileNotFoundError as exc:
-        print(f"deepconv train: {exc}", file=sys.stderr)
-        return 2
-    final = result["final"]
-    wall = time.perf_counter() - started
-    if result["epochs_trained"] == 0:
-        print(f"deepconv train: nothing to do (the checkpoint is already at epoch "
-              f"{final['epoch'] if final else 0} of {args.epochs})")
-        if final is None:
-            return 0
-    print(f"test accuracy {100 * (1 - final['val_top1_error']):.2f} % "
-          f"(top-1 error {100 * final['val_top1_error']:.2f} %, top-5 error "
-          f"{100 * final['val_top5_error']:.2f} %) after {final['epoch']} epochs; "
-          f"wall time {wall:.1f} s; logs and checkpoints in {args.out}")
-    return 0
-
-
-def _model_args(pairs) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--model-arg: expected KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key] = text
-    return out
-
-
-def build_model(name, kwargs, dataset, seed, device):
-    """``name`` from :mod:`deepconv.models`, called with
-    the keyword arguments it accepts among num_classes, input_size,
-    in_channels, seed and device, plus ``kwargs``."""
-    from deepconv import models
-
-    factory = getattr(models, name, None)
-    if factory is None or name.startswith("_") or not callable(factory):
-        known = sorted(n for n in getattr(models, "__all__", []) if callable(getattr(models, n)))
-        raise ValueError(f"--model: no model named {name!r} (known: {', '.join(known)})")
-    channels, height, _ = dataset.image_shape
-    offered = dict(num_classes=dataset.num_classes, input_size=height, in_channels=channels,
-                   seed=seed, device=device)
-    accepted = inspect.signature(factory).parameters
-    call = {k: v for k, v in offered.items() if k in accepted}
-    call.update(kwargs)
-    model = factory(**call)
-    try:
-        model.output_shape((1,) + dataset.image_shape)
-    except ValueError as exc:
-        raise ValueError(f"--model: {name} does not take {dataset.name}'s images "
-                         f"{dataset.image_shape}: {exc}") from None
-    return model

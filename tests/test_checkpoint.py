@@ -128,7 +128,7 @@ def test_sigkill_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path)
         import time
         import numpy as np
         from deepconv import checkpoint
-        real = checkpoint._atomic_write
+        real = checkpoint.atomic_write
         def slow(path, write):
             def stalled(f):
                 f.write(b"partial")
@@ -137,7 +137,7 @@ def test_sigkill_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path)
                 time.sleep(60)
                 write(f)
             real(path, stalled)
-        checkpoint._atomic_write = slow
+        checkpoint.atomic_write = slow
         checkpoint.save_file({{"x": np.zeros(1000, np.float32)}}, {str(path)!r})
     """)
     # cwd: not the repository root, whose source deepconv/ (no compiled

@@ -1,6 +1,7 @@
 """deepconv.evaluate: crop views, dense evaluation (FC as convolution) and
-top-k error under the centre / 10-crop / multi-crop / dense protocols, with
-a small VGG-style net on the emulator."""
+top-k error under the centre / 10-crop / multi-crop / dense / dense +
+multi-crop protocols, ensembles and timing, with a small VGG-style net on
+the emulator."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,9 @@ pytest.importorskip("PIL.Image")  # rescaling
 
 from deepconv import asarray, nn, to_numpy  # noqa: E402
 from deepconv.data import ArrayDataset  # noqa: E402
-from deepconv.evaluate import dense_model, evaluate, grid_crops, predict, ten_crop  # noqa: E402
+from deepconv.data.transforms import rescale  # noqa: E402
+from deepconv.evaluate import (PROTOCOLS, VIEWS_PER_SCALE, dense_model, evaluate,  # noqa: E402
+                               grid_crops, predict, ten_crop, vgg_scales)
 from deepconv.models import vgg_small  # noqa: E402
 
 CLASSES = 5
@@ -158,3 +161,98 @@ def test_errors(rng):
         dense_model(odd, 8)
     with pytest.raises(ValueError, match="scales"):
         evaluate(model, ArrayDataset(np.zeros((1, 3, 32, 32)), [0]), scales=())
+
+
+def test_dense_plus_multicrop_is_the_mean_of_the_two(rng):
+    """VGG's Table 5 combination: the softmax of the dense and of the
+    multi-crop evaluation, averaged."""
+    model = _net()
+    images = [rng.standard_normal((3, 36, 44)), rng.standard_normal((3, 40, 34))]
+    both = predict(model, images, "dense+multicrop", 32)
+    expected = (predict(model, images, "dense", 32) + predict(model, images, "multicrop", 32)) / 2
+    np.testing.assert_allclose(both, expected, rtol=0, atol=1e-12)
+    assert not np.allclose(predict(model, images, "dense", 32), both, atol=1e-6)  # both parts count
+
+
+def test_ensemble_averages_the_members_probabilities(rng):
+    # Members on two emulated devices: each runs on its own.
+    members = [_net(seed=1), vgg_small("A", input_size=32, num_classes=CLASSES, width=4, fc_width=16,
+                                       init="glorot", seed=2, device="emu:1")]
+    images = [rng.standard_normal((3, 36, 40)), rng.standard_normal((3, 32, 48))]
+    for protocol in ("10crop", "dense+multicrop"):
+        each = [predict(m, images, protocol, 32) for m in members]
+        assert not np.allclose(each[0], each[1], atol=1e-3)  # distinct members
+        ensemble = predict(members, images, protocol, 32)
+        np.testing.assert_allclose(ensemble, np.mean(each, axis=0), rtol=0, atol=1e-12)
+
+    labels = [0, 1, 2, 3, 4, 4]
+    data = ArrayDataset(rng.uniform(-1, 1, (6, 3, 36, 40)), labels, num_classes=CLASSES)
+    result = evaluate(tuple(members), data, "center", 32, scales=(32, 40), k=2)
+    probs = np.mean([sum(predict(m, [rescale(im, q) for im in data.images], "center", 32)
+                         for q in (32, 40)) / 2 for m in members], axis=0)
+    ranks = (-probs).argsort(axis=1)
+    assert result["models"] == 2
+    assert result["top1_error"] == pytest.approx(np.mean(ranks[:, 0] != labels))
+    assert result["top2_error"] == pytest.approx(np.mean([l not in r[:2] for l, r in zip(labels, ranks)]))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_view_counts_and_timing(rng, protocol):
+    """Each protocol classifies its documented number of views per image
+    and scale (counted at the first convolution, which the dense network
+    shares), and reports its time."""
+    model = _net()
+    seen = []
+    first = model["conv1_1"]
+    first.forward = _counting(first.forward, seen)  # an instance attribute: this layer only
+    data = ArrayDataset(rng.uniform(-1, 1, (3, 3, 32, 40)), [0, 1, 2], num_classes=CLASSES)
+    result = evaluate(model, data, protocol, 32, scales=(32, 36), batch_size=2)
+    assert result["views"] == 2 * VIEWS_PER_SCALE[protocol]
+    assert sum(seen) == 3 * result["views"]
+    assert result["seconds"] > 0
+    assert result["images_per_s"] == pytest.approx(3 / result["seconds"])
+
+
+def _counting(forward, seen):
+    def counted(x):
+        seen.append(x.shape[0])
+        return forward(x)
+    return counted
+
+
+def test_view_counts_match_the_croppers():
+    image = np.zeros((3, 40, 48), np.float32)
+    assert ten_crop(image, 32).shape[0] == VIEWS_PER_SCALE["10crop"] == 10
+    assert grid_crops(image, 32).shape[0] == VIEWS_PER_SCALE["multicrop"] == 50
+    assert VIEWS_PER_SCALE["dense+multicrop"] == VIEWS_PER_SCALE["dense"] + VIEWS_PER_SCALE["multicrop"]
+
+
+def test_vgg_scales():
+    assert vgg_scales(256) == (224, 256, 288)
+    assert vgg_scales((256, 512)) == (256, 384, 512)
+    assert vgg_scales([384, 512]) == (384, 448, 512)
+    with pytest.raises(ValueError, match="train_scale: expected Smin < Smax"):
+        vgg_scales((512, 256))
+    with pytest.raises(ValueError, match="train_scale: expected an int >= 33"):
+        vgg_scales(32)
+    with pytest.raises(ValueError, match="train_scale: expected S or a pair"):
+        vgg_scales((1, 2, 3))
+
+
+def test_ensemble_and_scale_errors(rng):
+    model = _net()
+    image = [np.zeros((3, 32, 32))]
+    with pytest.raises(ValueError, match="model: expected a network or a non-empty list"):
+        predict([], image, "center", 32)
+    with pytest.raises(TypeError, match="model: expected deepconv.nn networks, got str at index 1"):
+        predict([model, "net"], image, "center", 32)
+    other = vgg_small("A", input_size=32, num_classes=CLASSES + 1, width=4, fc_width=16)
+    with pytest.raises(ValueError, match="ensemble member 1 gives 6 classes, member 0 gives 5"):
+        predict([model, other], image, "center", 32)
+    with pytest.raises(ValueError, match=r"dense: expected one network per model \(2\), got 1"):
+        predict([model, model], image, "dense", 32, dense=[dense_model(model, 32)])
+    data = ArrayDataset(np.zeros((1, 3, 40, 40)), [0], num_classes=CLASSES)
+    with pytest.raises(ValueError, match=r"scales: expected sizes >= crop_size \(32\)"):
+        evaluate(model, data, "center", 32, scales=(32, 28))
+    with pytest.raises(ValueError, match="protocol: expected one of"):
+        evaluate(model, data, "dense+10crop", 32, scales=(32,))

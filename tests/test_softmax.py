@@ -291,3 +291,32 @@ def test_out_receives_the_probabilities_and_is_reused(rng, dtype):
     assert_bitwise_equal(loss, expected_loss)
     with pytest.raises(ValueError, match="^out: shares memory with logits"):
         softmax_cross_entropy(logits, labels, out=logits)
+
+
+def test_loss_out_receives_the_loss_and_is_checked(rng, dtype):
+    logits = deepconv.asarray(rng.standard_normal((5, 7)).astype(dtype), device="emu:1")
+    labels = deepconv.asarray(np.arange(5, dtype=np.int64) % 7, device="emu:1")
+    expected_loss, _ = softmax_cross_entropy(logits, labels)
+    loss_out = deepconv.zeros((), dtype, device="emu:1")
+    loss, _ = softmax_cross_entropy(logits, labels, loss_out=loss_out)
+    assert loss.shape == () and np.shares_memory(loss, loss_out)
+    assert_bitwise_equal(loss_out, expected_loss)
+    other = np.float32 if dtype == np.float64 else np.float64
+    for bad, message in ((deepconv.zeros((2,), dtype, device="emu:1"), "^loss_out: expected a 0-d"),
+                         (deepconv.zeros((), other, device="emu:1"), "^loss_out: expected a 0-d"),
+                         (logits[0, :1].reshape(()), "^loss_out: shares memory with logits")):
+        with pytest.raises(ValueError, match=message):
+            softmax_cross_entropy(logits, labels, loss_out=bad)
+    with pytest.raises(ValueError, match="^arrays are on different devices"):
+        softmax_cross_entropy(logits, labels, loss_out=deepconv.zeros((), dtype, device="emu:0"))
+
+
+def test_the_loss_layer_reuses_its_loss_array(rng):
+    from deepconv.nn import SoftmaxCrossEntropy
+    criterion = SoftmaxCrossEntropy()
+    logits = deepconv.asarray(rng.standard_normal((4, 3)).astype(np.float32))
+    labels = deepconv.asarray(np.array([0, 1, 2, 0]))
+    first = criterion.forward(logits, labels)
+    value = float(first)
+    second = criterion.forward(logits, labels)
+    assert np.shares_memory(first, second) and float(second) == value

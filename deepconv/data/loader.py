@@ -1,5 +1,5 @@
 """DataLoader: deterministic batches of a dataset, optionally assembled ahead
-by background threads."""
+by background threads, into reused (page-locked on CUDA) host buffers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import queue
 import threading
 
 import numpy as np
+
+from deepconv.backend import cuda_available, empty
+from deepconv.parallel.data_parallel import shard_sizes
 
 __all__ = ["DataLoader", "epoch_order", "random_shift"]
 
@@ -66,10 +69,34 @@ class DataLoader:
     each ahead of the consumer (numpy's gathers release the GIL); batch
     ``k`` always comes from worker ``k % num_workers`` and is handed out in
     order, so the batches are the same with any number of workers.
+
+    ``shard=(rank, size)``: for data-parallel training across ``size``
+    processes, each iteration yields only part ``rank`` of every batch: its
+    contiguous piece as :func:`~deepconv.parallel.shard_sizes` cuts it
+    (the first ``batch % size`` pieces one example longer), exactly the
+    piece :class:`~deepconv.parallel.DataParallel` gives device ``rank``.
+    Only that piece is assembled. The order is the same function of
+    (seed, epoch) on every rank; ``len(loader)`` still counts global
+    batches. A ``transform`` then sees the piece, with ``rng =
+    default_rng([seed, epoch, batch index, size, rank])`` (with ``size`` 1
+    as unsharded), so a random batch transform draws differently from an
+    unsharded run; per-example augmentation keyed by the example index
+    (:class:`~deepconv.data.ImageFolder`) does not.
+
+    ``pin_memory=True``: batches are assembled into a small ring of host
+    buffers that are reused from epoch to epoch instead of new arrays:
+    page-locked (``cupy.cuda.alloc_pinned_memory``, so copies to a GPU can
+    run asynchronously) when a CUDA device is available, 64-byte aligned
+    otherwise. Batch ``k`` stays valid until the loader yields batch ``k +
+    2`` (counting on into the next epoch; after a ``break`` out of an
+    epoch, until the next ``iter()``): copy what must live longer. Datasets
+    holding ``images`` and ``labels`` arrays (:class:`ArrayDataset`) are
+    gathered straight into the buffers; other batches, and a transform's
+    output, are copied in.
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, seed=0, drop_last=False,
-                 num_workers=0, prefetch=2, transform=None):
+                 num_workers=0, prefetch=2, transform=None, shard=None, pin_memory=False):
         if not hasattr(dataset, "__len__"):
             raise TypeError(f"dataset: expected a sized dataset, got {type(dataset).__name__}")
         if not (hasattr(dataset, "batch") or hasattr(dataset, "__getitem__")):
@@ -84,6 +111,10 @@ class DataLoader:
         if transform is not None and not callable(transform):
             raise TypeError(f"transform: expected a callable or None, got {type(transform).__name__}")
         self.transform = transform
+        self.shard = _shard(shard)
+        self.pin_memory = _bool(pin_memory, "pin_memory")
+        self._ring = None  # made on the first pinned iteration (it needs num_workers)
+        self._ring_next = 0  # ring position of the next epoch's first batch
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -115,21 +146,65 @@ class DataLoader:
             # (seed, epoch, index): tell them which epoch this is.
             self.dataset.set_epoch(epoch)
         plan = self.batches(epoch)
-        jobs = [(epoch, k, idx) for k, idx in enumerate(plan)]
+        jobs = [(epoch, k, self.part(idx)) for k, idx in enumerate(plan)]
+        if self.pin_memory:
+            if self._ring is None:
+                self._ring = _HostRing(_ring_slots(self.num_workers, self.prefetch))
+            # Positions run on across epochs, so that the contract "valid
+            # until batch k + 2 is yielded" also holds over an epoch's end.
+            start, self._ring_next = self._ring_next, self._ring_next + len(jobs)
+            jobs = [job + (start + job[1],) for job in jobs]
         if self.num_workers == 0:
             return (self._make(job) for job in jobs)
         return self._threaded(jobs)
 
+    def part(self, indices):
+        """This loader's shard of one batch's ``indices`` (all of them when
+        not sharded)."""
+        if self.shard is None:
+            return indices
+        rank, size = self.shard
+        sizes = shard_sizes(len(indices), size)
+        start = sum(sizes[:rank])
+        return indices[start:start + sizes[rank]]
+
     def _make(self, job):
-        epoch, k, indices = job
-        if hasattr(self.dataset, "batch"):
-            x, y = self.dataset.batch(indices)
+        epoch, k, indices = job[:3]
+        slot = self._ring.slot(job[3]) if self.pin_memory else None
+        x, y = self._gather(indices, slot if self.transform is None else None)
+        if self.transform is not None:
+            key = [self.seed, epoch, k]
+            if self.shard is not None and self.shard[1] > 1:
+                # size too: numpy's seeding ignores trailing zeros, so a bare
+                # rank 0 would draw exactly what the whole batch draws.
+                key += [self.shard[1], self.shard[0]]
+            x, y = self.transform(x, y, np.random.default_rng(key))
+            if slot is not None:
+                x, y = slot.hold("x", x), slot.hold("y", y)
+        return x, y
+
+    def _gather(self, indices, slot):
+        """The examples ``indices`` as ``(x, y)``: new arrays, or views of
+        ``slot``'s buffers when one is given."""
+        data = self.dataset
+        if slot is not None and _is_array_pair(data):
+            n = len(indices)
+            x = slot.view("x", (n,) + data.images.shape[1:], data.images.dtype)
+            y = slot.view("y", (n,), data.labels.dtype)
+            # mode="clip": with the default "raise", numpy gathers into a
+            # temporary first; the indices are in range (a permutation of
+            # len(dataset), checked equal to the arrays' length).
+            np.take(data.images, indices, axis=0, out=x, mode="clip")
+            np.take(data.labels, indices, out=y, mode="clip")
+            return x, y
+        if hasattr(data, "batch"):
+            x, y = data.batch(indices)
         else:
-            pairs = [self.dataset[int(i)] for i in indices]
+            pairs = [data[int(i)] for i in indices]
             x = np.stack([np.asarray(p[0]) for p in pairs])
             y = np.asarray([p[1] for p in pairs], dtype=np.int64)
-        if self.transform is not None:
-            x, y = self.transform(x, y, np.random.default_rng([self.seed, epoch, k]))
+        if slot is not None:
+            x, y = slot.hold("x", x), slot.hold("y", y)
         return x, y
 
     def _threaded(self, jobs):
@@ -174,7 +249,8 @@ class DataLoader:
     def __repr__(self) -> str:
         return (f"DataLoader({getattr(self.dataset, 'name', type(self.dataset).__name__)!r}, "
                 f"batch_size={self.batch_size}, shuffle={self.shuffle}, seed={self.seed}, "
-                f"drop_last={self.drop_last}, num_workers={self.num_workers})")
+                f"drop_last={self.drop_last}, num_workers={self.num_workers}"
+                + (f", shard={self.shard}" if self.shard is not None else "") + ")")
 
 
 def _int(value, name, minimum):
@@ -183,6 +259,80 @@ def _int(value, name, minimum):
     if value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
     return int(value)
+
+
+def _ring_slots(num_workers, prefetch) -> int:
+    """Buffers a pinned loader needs so that batch k survives until batch
+    k + 2 is yielded: while the consumer holds batch c, each of W workers
+    may have ``prefetch`` batches queued and one more in assembly, all
+    numbered at most c + W (prefetch + 1); with no workers, only batch c + 1
+    is ever assembled."""
+    return 2 if num_workers == 0 else num_workers * (prefetch + 1) + 2
+
+
+def _is_array_pair(dataset) -> bool:
+    """Whether ``dataset`` is its ``images`` and ``labels`` arrays (as
+    :class:`ArrayDataset`), so that batches can be gathered from them."""
+    images, labels = getattr(dataset, "images", None), getattr(dataset, "labels", None)
+    return (isinstance(images, np.ndarray) and isinstance(labels, np.ndarray)
+            and images.ndim >= 1 and len(dataset) == images.shape[0] == labels.shape[0])
+
+
+class _HostRing:
+    """Reused host buffers for a pinned loader: slot ``p % len`` holds the
+    batch at ring position ``p``."""
+
+    def __init__(self, slots):
+        self.pinned = cuda_available()
+        self.slots = [_HostSlot(self.pinned) for _ in range(slots)]
+
+    def slot(self, position):
+        return self.slots[position % len(self.slots)]
+
+
+class _HostSlot:
+    """Named byte buffers, grown (never shrunk) as batches need."""
+
+    def __init__(self, pinned):
+        self.pinned = pinned
+        self.buffers = {}
+
+    def view(self, name, shape, dtype):
+        """An array of ``shape`` and ``dtype`` over buffer ``name``."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        raw = self.buffers.get(name)
+        if raw is None or raw.nbytes < nbytes:
+            raw = self.buffers[name] = _host_bytes(nbytes, self.pinned)
+        return raw[:nbytes].view(dtype).reshape(shape)
+
+    def hold(self, name, arr):
+        """``arr`` copied into buffer ``name``."""
+        arr = np.asarray(arr)
+        out = self.view(name, arr.shape, arr.dtype)
+        out[...] = arr
+        return out
+
+
+def _host_bytes(nbytes, pinned) -> np.ndarray:
+    """``nbytes`` of host memory: page-locked through cupy, or 64-byte aligned."""
+    if pinned:
+        import cupy
+
+        return np.frombuffer(cupy.cuda.alloc_pinned_memory(max(nbytes, 1)), np.uint8, nbytes)
+    return empty((nbytes,), np.uint8, "emu:0")
+
+
+def _shard(value):
+    """``None`` or a ``(rank, size)`` pair with ``0 <= rank < size``."""
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"shard: expected None or a (rank, size) pair, got {value!r}")
+    rank, size = _int(value[0], "shard[0] (rank)", 0), _int(value[1], "shard[1] (size)", 1)
+    if rank >= size:
+        raise ValueError(f"shard: expected 0 <= rank < size, got rank {rank}, size {size}")
+    return rank, size
 
 
 def _bool(value, name):

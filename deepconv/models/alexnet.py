@@ -3,6 +3,7 @@ convolutions (``split=1``) or the paper's two explicit columns (``split=2``)."""
 
 from __future__ import annotations
 
+from deepconv.backend import device as _device
 from deepconv.models.vgg import dropout_seed
 from deepconv.nn import Concat, Conv2d, Dropout, Flatten, Graph, Linear, LRN, MaxPool2d, ReLU, Sequential
 from deepconv.nn.layer import check_int, check_real
@@ -27,7 +28,7 @@ _BIAS_ONE = {"conv2", "conv4", "conv5", "fc6", "fc7"}
 
 
 def alexnet(num_classes=1000, split=1, *, dropout=0.5, seed=0, dtype="float32", device="emu:0",
-            materialize=True):
+            materialize=True, devices=None):
     """AlexNet for 227x227 inputs: conv 96-256-384-384-256 (11x11/4, 5x5,
     3x3 x3), ReLU everywhere, LRN (size 5, alpha 1e-4, beta 0.75, k 2, the
     paper's convention) after conv1 and conv2, overlapping 3x3/2 max
@@ -43,14 +44,22 @@ def alexnet(num_classes=1000, split=1, *, dropout=0.5, seed=0, dtype="float32", 
     every layer, LRN within its column) joined by Concat nodes where the
     columns talk: before conv3 and before each fully connected layer
     (fc8 is one layer, group "classifier"). Same parameter count.
+
+    ``devices`` (``split=2`` only): two devices, e.g. ``("emu:0", "emu:1")``;
+    each column is built on its own and the classifier on the first, and
+    the graph is placed (:meth:`~deepconv.nn.Graph.place`): activations
+    cross only where the paper's columns talk (conv3, fc6, fc7, and fc8
+    reading column 1's fc7), both ways in training. Same weights, outputs
+    and gradients as the unplaced graph on one device.
     """
     return build_alexnet(ALEXNET, num_classes, split, dropout=dropout, seed=seed, dtype=dtype,
-                         device=device, materialize=materialize)
+                         device=device, materialize=materialize, devices=devices)
 
 
 def build_alexnet(spec, num_classes, split, *, dropout, seed, dtype, device, materialize,
-                  input_size=None):
-    """An AlexNet-shaped network from ``spec`` (see ``ALEXNET``)."""
+                  input_size=None, devices=None):
+    """An AlexNet-shaped network from ``spec`` (see ``ALEXNET``); ``devices``
+    as in :func:`alexnet`."""
     num_classes = check_int(num_classes, "num_classes")
     split = check_int(split, "split")
     if split not in (1, 2):
@@ -65,11 +74,28 @@ def build_alexnet(spec, num_classes, split, *, dropout, seed, dtype, device, mat
         raise ValueError(f"fc_width: {spec['fc_width']} does not split into {split} columns")
     flat = _flat_features(spec, size)
     common = dict(weight_init=_INIT_STD, dtype=dtype, device=device, materialize=False)
-    build = _one_tower if split == 1 else _two_columns
-    model = build(spec, num_classes, flat, dropout, seed, common)
+    if devices is None:
+        build = _one_tower if split == 1 else _two_columns
+        model = build(spec, num_classes, flat, dropout, seed, common)
+    else:
+        columns = _column_devices(devices, split)
+        model = _two_columns(spec, num_classes, flat, dropout, seed, common, columns)
+        model.place({"column0": columns[0], "column1": columns[1], "classifier": columns[0]})
     if materialize:
         model.reset_parameters(seed)
     return model
+
+
+def _column_devices(devices, split):
+    if split != 2:
+        raise ValueError(f"devices: only for split=2 (one device per column), got split={split}; "
+                         "use device= for one tower")
+    if isinstance(devices, (str, bytes)) or not hasattr(devices, "__iter__"):
+        raise TypeError(f"devices: expected two devices, got {type(devices).__name__}")
+    found = [_device(d, arg=f"devices[{i}]") for i, d in enumerate(devices)]
+    if len(found) != 2:
+        raise ValueError(f"devices: expected two devices (one per column), got {len(found)}")
+    return found
 
 
 def _flat_features(spec, size):
@@ -116,8 +142,11 @@ def _one_tower(spec, num_classes, flat, dropout, seed, common):
     return Sequential(*layers)
 
 
-def _two_columns(spec, num_classes, flat, dropout, seed, common):
+def _two_columns(spec, num_classes, flat, dropout, seed, common, devices=None):
+    """The two-column graph; with ``devices``, column c's layers (and the
+    classifier, column 0's) are built on ``devices[c]``."""
     k, s, p = spec["pool"]
+    at = [dict(common, device=d) for d in devices] if devices else [common, common]
     g = Graph()
     heads = ["input", "input"]  # what each column reads next
     in_ch = [3, 3]
@@ -129,7 +158,7 @@ def _two_columns(spec, num_classes, flat, dropout, seed, common):
         for col, suffix in enumerate("ab"):
             group = f"column{col}"
             h = g.add(f"conv{i}{suffix}",
-                      _conv(spec, i, in_ch[col], common, 2, input_grad=i > 1), heads[col],
+                      _conv(spec, i, in_ch[col], at[col], 2, input_grad=i > 1), heads[col],
                       group=group)
             h = g.add(f"relu{i}{suffix}", ReLU(), h, group=group)
             if i in (1, 2):
@@ -145,11 +174,11 @@ def _two_columns(spec, num_classes, flat, dropout, seed, common):
         for col, suffix in enumerate("ab"):
             group = f"column{col}"
             h = g.add(f"{name}{suffix}", Linear(features, spec["fc_width"] // 2, bias_init=1.0,
-                                                **common), joined, group=group)
+                                                **at[col]), joined, group=group)
             h = g.add(f"relu{n}{suffix}", ReLU(), h, group=group)
             heads[col] = g.add(f"drop{n}{suffix}", Dropout(dropout, dropout_seed(seed, name + suffix),
                                                           scale_at="test"), h, group=group)
         joined = g.add(f"concat{n}", Concat(), *heads)  # the next layer reads both
         features = spec["fc_width"]
-    g.add("fc8", Linear(features, num_classes, **common), joined, group="classifier")
+    g.add("fc8", Linear(features, num_classes, **at[0]), joined, group="classifier")
     return g.output("fc8")

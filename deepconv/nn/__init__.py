@@ -11,7 +11,8 @@ from deepconv.nn.activation import ReLU
 from deepconv.nn.conv import Conv2d
 from deepconv.nn.dropout import Dropout
 from deepconv.nn.flatten import Flatten
-from deepconv.nn.graph import Concat, Graph, Sequential, Split
+from deepconv.nn.graph import Graph, Sequential
+from deepconv.nn.join import Concat, Split
 from deepconv.nn.layer import Layer, count_parameters
 from deepconv.nn.linear import Linear
 from deepconv.nn.loss import SoftmaxCrossEntropy

@@ -1,23 +1,31 @@
 """Containers: Sequential (a chain) and Graph (a DAG, for networks with
-branches such as AlexNet's two columns), plus the Concat and Split layers
-that join and part channel groups.
+branches such as AlexNet's two columns; the Concat and Split layers that
+join and part channel groups are in ``join.py``).
 
 Both run forward in order and backward in reverse, explicitly; a gradient
 reaching a node from several consumers is summed in a fixed order (reverse
 insertion order of the consumers), so results are deterministic. Both fuse
 a Conv2d or Linear followed by a ReLU (the ReLU is applied in the
 convolution's epilogue, see :class:`~deepconv.nn.ReLU`).
+
+A Graph can be spread over several devices (:meth:`Graph.place`): each
+node runs on the device of its group (or its own), and a value read on
+another device is copied there by :func:`deepconv.to_device` (counted in
+:func:`deepconv.transfer_stats`), its gradient going back the same way.
 """
 
 from __future__ import annotations
 
-from deepconv.backend import backend_for, device_of
+import copy
+
+from deepconv.backend import backend_for, device_of, to_device
+from deepconv.backend import device as _device
 from deepconv.nn.activation import ReLU
 from deepconv.nn.conv import Conv2d
-from deepconv.nn.layer import Layer, check_bool, check_input, check_int, check_shape, make_rng
+from deepconv.nn.layer import Layer, check_bool, check_input, check_shape, make_rng
 from deepconv.nn.linear import Linear
 
-__all__ = ["Sequential", "Graph", "Concat", "Split"]
+__all__ = ["Sequential", "Graph"]
 
 _FUSABLE = (Conv2d, Linear)
 
@@ -208,6 +216,10 @@ class Graph(_Container):
     placement; :meth:`groups` lists them. Outputs used by several nodes get
     the sum of their gradients. ``forward`` takes one array per graph input
     and returns one per output (a tuple if several); ``backward`` the reverse.
+
+    Until :meth:`place` is called every array must be on one device (mixing
+    devices is an error, as for any layer); after it, the graph moves values
+    between its nodes' devices itself (see :meth:`place`).
     """
 
     def __init__(self, inputs=("input",), fuse=True):
@@ -226,6 +238,11 @@ class Graph(_Container):
         self._planned = False
         self._meta = {}  # handle -> (shape, dtype, device) of the last forward
         self._owned = set()
+        self._placement = None  # node name -> Device once placed (free nodes absent)
+        self._wanted = {}  # free join node -> devices its readers run on
+        self._homes = {}  # handle -> devices its producer ran on in the last forward
+        self._instances = {}  # node name -> [(device, layer)] of the last forward
+        self._replicas = {}  # (node name, device) -> copy of a free node's layer
 
     @property
     def num_inputs(self):
@@ -331,7 +348,131 @@ class Graph(_Container):
                         and src not in self.output_handles
                         and _fuse(self._nodes[src[0]].layer, node.layer)):
                     self._fused.append((self._nodes[src[0]].layer, node.layer))
+        self._wanted = self._reader_devices() if self._placement is not None else {}
         self._planned = True
+
+    # --- placement ------------------------------------------------------------------
+
+    def place(self, device_map=None):
+        """Spread the graph over devices; returns self.
+
+        ``device_map``: ``{key: device}`` where a key is a group label (None
+        for ungrouped nodes) or a node name (which wins over its group), e.g.
+        ``{"column0": "emu:0", "column1": "emu:1", "classifier": "emu:0"}``;
+        or None: every node with parameters stays on its layer's own device
+        (layers built with ``device=``). A single device means ``to(device)``.
+
+        Each placed node's layer is moved with ``Layer.to`` (a counted
+        transfer). A node with parameters must get a device. A node without
+        parameters that the map leaves out is *free*: with one input (ReLU,
+        pooling, ...) it runs where its input is; joining several (Concat)
+        it runs on every device that reads it, so each device assembles its
+        own copy and only the other devices' parts cross: for AlexNet's two
+        columns, exactly the paper's exchange.
+
+        In forward, a value read on another device is copied there once per
+        step (:func:`deepconv.to_device`, counted); in backward a gradient is
+        copied back to its producer's device before it is summed there, in a
+        fixed order (reverse node order, as on one device; a free join's
+        copies in reverse device order). Where a value has at most two
+        readers (AlexNet), the sums are bitwise those of one device.
+        """
+        if device_map is not None and not isinstance(device_map, dict):
+            return self.to(device_map)
+        placement = self._resolve_placement(device_map)
+        for name, dev in placement.items():
+            self._nodes[name].layer.to(dev)
+        self._placement = placement
+        self._replicas = {}
+        self._meta = {}
+        self._planned = False
+        if placement:
+            self.device = next(iter(placement.values()))
+        return self
+
+    @property
+    def placement(self):
+        """``{node name: Device}`` after :meth:`place` (free nodes left
+        out); None for a graph on one device."""
+        return None if self._placement is None else dict(self._placement)
+
+    def _resolve_placement(self, device_map):
+        nodes = list(self._nodes.values())
+        if device_map is None:
+            return {n.name: n.layer.device for n in nodes if n.layer.parameter_shapes()}
+        groups = {n.group for n in nodes}
+        by_node, by_group = {}, {}
+        for key, value in device_map.items():
+            if key is not None and not isinstance(key, str):
+                raise TypeError(f"device_map: expected group or node names (str or None) as keys, "
+                                f"got {type(key).__name__}")
+            dev = _device(value, arg=f"device_map[{key!r}]")
+            if key in self._nodes and key in groups:
+                raise ValueError(f"device_map: {key!r} is both a node and a group; rename one")
+            if key in self._nodes:
+                by_node[key] = dev
+            elif key in groups:
+                by_group[key] = dev
+            else:
+                known = sorted(g for g in groups if g is not None) + ([None] if None in groups else [])
+                raise ValueError(f"device_map: {key!r} is neither a node nor a group of this graph "
+                                 f"(groups: {known})")
+        placement = {}
+        for node in nodes:
+            dev = by_node.get(node.name, by_group.get(node.group))
+            if dev is None and node.layer.parameter_shapes():
+                raise ValueError(f"device_map: node {node.name!r} (group {node.group!r}) has "
+                                 "parameters but no device; map its group or its name")
+            if dev is not None:
+                placement[node.name] = dev
+        return placement
+
+    def _reader_devices(self):
+        """For each free node: the devices of the nodes reading it, looking
+        through free readers to their own readers."""
+        readers = {}
+        for node in self._nodes.values():
+            for src, _ in node.inputs:
+                readers.setdefault(src, []).append(node.name)
+        wanted = {}
+        for node in reversed(list(self._nodes.values())):
+            if node.name in self._placement:
+                continue
+            devices = []
+            for r in readers.get(node.name, []):
+                for dev in ([self._placement[r]] if r in self._placement else wanted[r]):
+                    if dev not in devices:
+                        devices.append(dev)
+            wanted[node.name] = devices
+        return wanted
+
+    def _devices_for(self, node):
+        """Where ``node`` runs this step: its placed device; a free node
+        with one input where that input is; a free join on the devices that
+        read it (its first input's, if only the graph output does)."""
+        if self._placement is None:
+            return [None]  # on one device: wherever the arrays are
+        if node.name in self._placement:
+            return [self._placement[node.name]]
+        first = self._homes[node.inputs[0]]
+        if len(node.inputs) == 1:
+            return list(first)
+        return list(self._wanted[node.name]) or [first[0]]
+
+    def _instance_layers(self, node, devices):
+        """``node``'s layer for each device it runs on. A free node on
+        several devices gets a shallow copy per extra device (it has no
+        parameters, and layers reassign their per-step state rather than
+        mutate it), refreshed every step so that its mode and counters
+        (Dropout's step) follow the original; each copy keeps its buffers."""
+        layers = [node.layer]
+        for dev in devices[1:]:
+            old = self._replicas.get((node.name, dev))
+            twin = copy.copy(node.layer)
+            twin._buffers = old._buffers if old is not None else {}
+            self._replicas[(node.name, dev)] = twin
+            layers.append(twin)
+        return layers
 
     # --- computation ----------------------------------------------------------------
 
@@ -354,17 +495,44 @@ class Graph(_Container):
         self._plan()
         if len(xs) != len(self.input_names):
             raise ValueError(f"xs: expected {len(self.input_names)} input array(s), got {len(xs)}")
-        values = {}
+        placed = self._placement is not None
+        values = {}  # handle -> {device: array}, first where its producer ran, then copies
+        self._homes = {}
         for i, (name, x) in enumerate(zip(self.input_names, xs)):
-            values[(name, 0)] = check_input(x, f"xs[{i}]")
+            dev = device_of(check_input(x, f"xs[{i}]")) if placed else None
+            values[(name, 0)] = {dev: x}
+            self._homes[(name, 0)] = [dev]
+        self._instances = {}
         for node in self._nodes.values():
-            out = node.layer.forward(*[values[h] for h in node.inputs])
-            outs = [out] if node.layer.num_outputs == 1 else list(out)
-            for i, arr in enumerate(outs):
-                values[(node.name, i)] = arr
-        self._meta = {h: (tuple(a.shape), a.dtype, device_of(a)) for h, a in values.items()}
-        result = tuple(values[h] for h in self.output_handles)
+            devices = self._devices_for(node)
+            instances = list(zip(devices, self._instance_layers(node, devices)))
+            for dev, layer in instances:
+                out = layer.forward(*[self._fetch(values, h, dev) for h in node.inputs])
+                outs = [out] if node.layer.num_outputs == 1 else list(out)
+                for i, arr in enumerate(outs):
+                    values.setdefault((node.name, i), {})[dev] = arr
+            for i in range(node.layer.num_outputs):
+                self._homes[(node.name, i)] = devices
+            self._instances[node.name] = instances
+        first = {h: next(iter(v.values())) for h, v in values.items()}
+        self._meta = {h: (tuple(a.shape), a.dtype, device_of(a)) for h, a in first.items()}
+        result = tuple(first[h] for h in self.output_handles)
         return result[0] if len(result) == 1 else result
+
+    @staticmethod
+    def _fetch(values, handle, dev):
+        """``handle``'s value on ``dev``, copied there (counted) on its first
+        read this step; on one device (``dev`` None) the value itself."""
+        held = values[handle]
+        if dev not in held:
+            held[dev] = to_device(next(iter(held.values())), dev)
+        return held[dev]
+
+    def _target(self, handle, dev):
+        """Where a gradient for ``handle`` computed on ``dev`` is summed: the
+        producer's instance on ``dev`` if it ran there, else its first one."""
+        homes = self._homes[handle]
+        return (handle, dev if dev in homes else homes[0])
 
     def backward(self, *dys):
         """Gradients of the outputs in, gradients of the inputs out (None for
@@ -374,53 +542,63 @@ class Graph(_Container):
         if len(dys) != len(self.output_handles):
             raise ValueError(f"dys: expected {len(self.output_handles)} array(s), got {len(dys)}")
         self._owned = set()
-        grads = {}
+        grads = {}  # (handle, device of a producer instance) -> gradient there
         for i, (handle, dy) in enumerate(zip(self.output_handles, dys)):
             check_input(dy, f"dys[{i}]")
-            self._accumulate(grads, handle, dy)
+            self._accumulate(grads, (handle, self._homes[handle][0]), dy)
         for node in reversed(list(self._nodes.values())):
             count = node.layer.num_outputs
-            mine = [grads.get((node.name, i)) for i in range(count)]
-            if all(g is None for g in mine):
-                continue  # nothing downstream depends on this node
-            if count == 1:
-                dx = node.layer.backward(mine[0])
-            else:
-                dx = node.layer.backward([g if g is not None else self._zeros((node.name, i))
-                                          for i, g in enumerate(mine)])
-            dxs = [dx] if len(node.inputs) == 1 else list(dx)
-            for handle, g in zip(node.inputs, dxs):
-                if g is not None:
-                    self._accumulate(grads, handle, g)
-        result = tuple(grads.get((n, 0)) for n in self.input_names)
+            for dev, layer in reversed(self._instances[node.name]):
+                mine = [grads.get(((node.name, i), dev)) for i in range(count)]
+                if all(g is None for g in mine):
+                    continue  # nothing downstream depends on this node
+                if count == 1:
+                    dx = layer.backward(mine[0])
+                else:
+                    dx = layer.backward([g if g is not None else self._zeros((node.name, i), dev)
+                                         for i, g in enumerate(mine)])
+                dxs = [dx] if len(node.inputs) == 1 else list(dx)
+                for handle, g in zip(node.inputs, dxs):
+                    if g is not None:
+                        self._accumulate(grads, self._target(handle, dev), g)
+        result = tuple(grads.get(((n, 0), self._homes[(n, 0)][0])) for n in self.input_names)
         return result[0] if len(result) == 1 else result
 
-    def _accumulate(self, grads, handle, g):
-        if handle not in grads:
-            grads[handle] = g  # by reference: nothing writes it before it is read
+    def _accumulate(self, grads, key, g):
+        """Add ``g`` into the gradient ``key`` = (handle, device), copying it
+        to that device first (counted) when the graph is placed."""
+        if key[1] is not None:
+            g = to_device(g, key[1])
+        if key not in grads:
+            grads[key] = g  # by reference: nothing writes it before it is read
             return
-        acc = grads[handle]
+        acc = grads[key]
         dev = device_of(acc)
         be = backend_for(dev)
-        if handle not in self._owned:
-            buf = self._buffer(("sum", handle), acc.shape, acc.dtype, dev)
+        if key not in self._owned:
+            buf = self._buffer(("sum",) + key, acc.shape, acc.dtype, dev)
             with be.activate(dev):
                 buf[...] = acc
-            acc = grads[handle] = buf
-            self._owned.add(handle)
+            acc = grads[key] = buf
+            self._owned.add(key)
         with be.activate(dev):
             acc += g
 
-    def _zeros(self, handle):
-        shape, dtype, dev = self._meta[handle]
-        buf = self._buffer(("zeros", handle), shape, dtype, dev)
+    def _zeros(self, handle, dev=None):
+        shape, dtype, home = self._meta[handle]
+        dev = home if dev is None else dev
+        buf = self._buffer(("zeros", handle, dev), shape, dtype, dev)
         be = backend_for(dev)
         with be.activate(dev):
             buf.fill(0)
         return buf
 
     def to(self, device):
+        """Every node on ``device`` (undoes :meth:`place`)."""
         self._meta = {}
+        self._placement = None
+        self._replicas = {}
+        self._planned = False
         return super().to(device)
 
     def __repr__(self):
@@ -428,127 +606,8 @@ class Graph(_Container):
         for node in self._nodes.values():
             ins = ", ".join(h if i == 0 and self._is_single(h) else f"{h}:{i}" for h, i in node.inputs)
             group = f"  [{node.group}]" if node.group else ""
+            if self._placement is not None:
+                group += f"  @{self._placement.get(node.name, 'free')}"
             lines.append(f"  ({node.name}): {node.layer!r} <- {ins}{group}")
         outs = ", ".join(h if self._is_single(h) else f"{h}:{i}" for h, i in self.output_handles)
         return "\n".join(lines) + f"\n) -> {outs}"
-
-
-class Concat(Layer):
-    """Joins inputs (N, C_i, ...) along axis 1 (channels, or features of a
-    fully connected layer) into (N, sum C_i, ...); backward hands each input
-    its slice of the gradient."""
-
-    num_inputs = None  # one or more
-
-    def __init__(self):
-        super().__init__()
-        self._channels = None
-
-    def output_shape(self, *input_shapes):
-        shapes = [_shape_2d_up(s, f"input_shapes[{i}]") for i, s in enumerate(input_shapes)]
-        if not shapes:
-            raise ValueError("input_shapes: expected at least one")
-        for i, s in enumerate(shapes[1:], 1):
-            if (s[0],) + s[2:] != (shapes[0][0],) + shapes[0][2:]:
-                raise ValueError(
-                    f"input_shapes[{i}]: expected all but axis 1 as in input 0 {shapes[0]}, got {s}"
-                )
-        return (shapes[0][0], sum(s[1] for s in shapes)) + shapes[0][2:]
-
-    def forward(self, *xs):
-        for i, x in enumerate(xs):
-            check_input(x, f"xs[{i}]")
-            if x.dtype != xs[0].dtype or device_of(x) != device_of(xs[0]):
-                raise ValueError(f"xs[{i}]: expected the dtype and device of xs[0]")
-        y = self._buffer_like("y", xs[0], self.output_shape(*[x.shape for x in xs]))
-        self._channels = [x.shape[1] for x in xs]
-        return _join(xs, y)
-
-    def backward(self, dy):
-        if self._channels is None:
-            raise RuntimeError("Concat.backward: call forward first")
-        check_input(dy, "dy")
-        dxs = [self._buffer_like(("dx", i), dy, (dy.shape[0], c) + tuple(dy.shape[2:]))
-               for i, c in enumerate(self._channels)]
-        return _part(dy, dxs)
-
-
-class Split(Layer):
-    """Parts (N, C, ...) along axis 1 into ``sections`` (a list of channel
-    counts, or an int: that many equal parts); outputs are contiguous
-    copies. Backward joins the gradients."""
-
-    def __init__(self, sections):
-        super().__init__()
-        if isinstance(sections, (list, tuple)):
-            self.sections = tuple(check_int(s, f"sections[{i}]") for i, s in enumerate(sections))
-            if not self.sections:
-                raise ValueError("sections: expected at least one")
-            self.parts = None
-        else:
-            self.parts = check_int(sections, "sections")
-            self.sections = None
-        self._shape = None
-
-    @property
-    def num_outputs(self):
-        return len(self.sections) if self.sections else self.parts
-
-    def _sizes(self, channels, name):
-        if self.sections:
-            if sum(self.sections) != channels:
-                raise ValueError(f"{name}: sections {self.sections} do not add up to {channels} channels")
-            return self.sections
-        if channels % self.parts:
-            raise ValueError(f"{name}: {channels} channels do not split into {self.parts} equal parts")
-        return (channels // self.parts,) * self.parts
-
-    def output_shape(self, input_shape):
-        shape = _shape_2d_up(input_shape, "input_shape")
-        return tuple((shape[0], s) + shape[2:] for s in self._sizes(shape[1], "input_shape"))
-
-    def forward(self, x):
-        check_input(x, "x")
-        ys = [self._buffer_like(("y", i), x, shape)
-              for i, shape in enumerate(self.output_shape(x.shape))]
-        self._shape = tuple(x.shape)
-        return _part(x, ys)
-
-    def backward(self, dys):
-        if self._shape is None:
-            raise RuntimeError("Split.backward: call forward first")
-        if len(dys) != self.num_outputs:
-            raise ValueError(f"dys: expected {self.num_outputs} gradients, got {len(dys)}")
-        return _join(dys, self._buffer_like("dx", dys[0], self._shape))
-
-    def extra_repr(self):
-        return repr(list(self.sections)) if self.sections else str(self.parts)
-
-
-def _shape_2d_up(shape, name):
-    shape = check_shape(shape, name)
-    if len(shape) < 2:
-        raise ValueError(f"{name}: expected at least 2 dimensions (N, C, ...), got {shape}")
-    return shape
-
-
-def _join(parts, out):
-    """Copy ``parts`` one after another along axis 1 into ``out``."""
-    dev = device_of(out)
-    start = 0
-    with backend_for(dev).activate(dev):
-        for part in parts:
-            out[:, start:start + part.shape[1]] = part
-            start += part.shape[1]
-    return out
-
-
-def _part(src, outs):
-    """Copy consecutive axis-1 slices of ``src`` into ``outs``; a tuple."""
-    dev = device_of(src)
-    start = 0
-    with backend_for(dev).activate(dev):
-        for out in outs:
-            out[...] = src[:, start:start + out.shape[1]]
-            start += out.shape[1]
-    return tuple(outs)

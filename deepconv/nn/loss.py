@@ -13,7 +13,8 @@ class SoftmaxCrossEntropy(Layer):
     """Mean over the batch of ``-log softmax(logits)[label]``.
 
     ``forward(logits, labels)`` returns the loss as a 0-d array on the
-    logits' device (``float(loss)`` reads it) and keeps the probabilities
+    logits' device (``float(loss)`` reads it; like any layer output, the
+    array is reused by the next forward) and keeps the probabilities
     (``self.probs``); ``backward()`` returns dlogits = (probs - onehot) / N,
     shaped like the logits, to feed the network's backward. ``logits``:
     (N, K) or a classifier's (N, K, 1, 1); ``labels``: int32/int64 (N,).
@@ -35,7 +36,8 @@ class SoftmaxCrossEntropy(Layer):
             )
         rows = logits.reshape(logits.shape[:2])
         probs = self._buffer_like("probs", rows)
-        loss, self.probs = softmax_cross_entropy(rows, labels, out=probs)
+        loss_out = self._buffer_like("loss", rows, ())
+        loss, self.probs = softmax_cross_entropy(rows, labels, out=probs, loss_out=loss_out)
         self._saved = (logits.shape, labels)
         return loss
 

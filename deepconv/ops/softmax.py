@@ -41,7 +41,7 @@ def softmax(logits, out=None):
     return out
 
 
-def softmax_cross_entropy(logits, labels, out=None):
+def softmax_cross_entropy(logits, labels, out=None, loss_out=None):
     """Fused softmax + cross-entropy; returns ``(loss, probs)``.
 
     ``loss`` is the mean over the batch of ``-log softmax(logits[r])[labels[r]]``
@@ -56,7 +56,9 @@ def softmax_cross_entropy(logits, labels, out=None):
     the first bad row). Logits of +-1e4 give finite results; NaN in a row
     gives NaN probabilities for that row and a NaN loss. ``out`` (N, K), when
     given, receives ``probs`` (a layer passes the same array every step); it
-    must not overlap ``logits``.
+    must not overlap ``logits``. ``loss_out``, when given, a 0-d or (1,)
+    array of the logits' dtype on their device, receives the loss and is
+    returned (so a training step need not allocate it).
     """
     check.float_array(logits, "logits")
     n, k = _rows(logits, "logits")
@@ -65,14 +67,19 @@ def softmax_cross_entropy(logits, labels, out=None):
     label_array(labels, "labels", n)
     if out is not None:
         check.output(out, "out", logits, "logits")
-    dev, be = check.device_and_backend(logits=logits, labels=labels, out=out)
+    if loss_out is not None:
+        _check_loss_out(loss_out, logits)
+    dev, be = check.device_and_backend(logits=logits, labels=labels, out=out, loss_out=loss_out)
     check.out_disjoint(out, be, logits=logits)
+    for name, arr in (("logits", logits), ("out", out)):
+        if loss_out is not None and arr is not None and check.overlaps(loss_out, arr, be):
+            raise ValueError(f"loss_out: shares memory with {name}; pass a separate array")
     check_label_range(labels, "labels", k)
     probs = be.empty((n, k), logits.dtype, dev) if out is None else out
     # Per-row losses only feed the fixed-order mean: scratch, reused.
     nbytes = n * logits.dtype.itemsize
     losses = scratch(be, dev, nbytes, "softmax_row_losses")[:nbytes].view(logits.dtype)
-    loss = be.empty((1,), logits.dtype, dev)
+    loss = be.empty((1,), logits.dtype, dev) if loss_out is None else loss_out.reshape(1)
     with be.activate(dev):
         be.module.softmax_xent_fprop(
             be.pointer(logits),
@@ -87,6 +94,14 @@ def softmax_cross_entropy(logits, labels, out=None):
             be.stream_handle(dev),
         )
     return loss.reshape(()), probs
+
+
+def _check_loss_out(loss_out, logits):
+    check.float_array(loss_out, "loss_out")
+    if loss_out.shape not in ((), (1,)) or loss_out.dtype != logits.dtype:
+        raise ValueError(f"loss_out: expected a 0-d or (1,) {logits.dtype} array, got shape "
+                         f"{tuple(loss_out.shape)} {loss_out.dtype}")
+    check.writeable(loss_out, "loss_out")
 
 
 def softmax_cross_entropy_backward(probs, labels, scale=None, out=None):

@@ -1,0 +1,209 @@
+"""The ``deepconv train`` command: options, the dataset, model, loaders and
+optimiser they describe, and :func:`deepconv.train.fit` on one device, on
+several devices of this process (``--devices``) or across MPI ranks
+(``mpiexec -n N deepconv train``)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+import time
+
+from deepconv.train import TrainingDiverged, fit
+
+__all__ = ["DEFAULTS", "add_train_arguments", "build_model", "model_arguments", "train_command"]
+
+# Defaults sized for a laptop without a GPU: the digits set on the emulator.
+DEFAULTS = dict(model="digits_net", data="digits", epochs=12, batch_size=32, lr=0.02,
+                momentum=0.9, weight_decay=5e-4, lr_step=8, lr_gamma=0.1, device="emu:0",
+                out="runs/digits", seed=0, workers=1)
+
+
+def add_train_arguments(parser):
+    """The options of ``deepconv train`` (added to an argparse parser)."""
+    d = DEFAULTS
+    parser.add_argument("--model", default=d["model"],
+                        help="a function in deepconv.models, e.g. vgg_small, or digits_net: a "
+                        "small VGG-style net for 8x8 images (default %(default)s)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra keyword argument for the model function (repeatable; "
+                        "VALUE read as JSON when it parses, else as a string)")
+    parser.add_argument("--data", default=d["data"], choices=["digits"],
+                        help="dataset (default %(default)s; needs scikit-learn)")
+    parser.add_argument("--epochs", type=int, default=d["epochs"], help="default %(default)s")
+    parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
+    parser.add_argument("--lr", type=float, default=d["lr"], help="learning rate (default %(default)s)")
+    parser.add_argument("--momentum", type=float, default=d["momentum"], help="default %(default)s")
+    parser.add_argument("--weight-decay", type=float, default=d["weight_decay"],
+                        help="default %(default)s")
+    parser.add_argument("--lr-step", type=int, default=d["lr_step"], metavar="EPOCHS",
+                        help="multiply the lr by --lr-gamma every EPOCHS epochs (0: constant lr; "
+                        "default %(default)s)")
+    parser.add_argument("--lr-gamma", type=float, default=d["lr_gamma"], help="default %(default)s")
+    parser.add_argument("--device", default=d["device"],
+                        help="emu:N or cuda:N (default %(default)s); under MPI every rank's "
+                        "device, where plain 'cuda' means cuda:<the rank's index on its node>")
+    parser.add_argument("--devices", default=None, metavar="DEV,DEV,...",
+                        help="data parallel over these devices of this process, e.g. "
+                        "emu:0,emu:1 (each global batch cut into one shard per device)")
+    parser.add_argument("--mpi", action="store_true",
+                        help="data parallel across MPI ranks even if the launcher was not "
+                        "detected (it is, from PMI_SIZE / OMPI_COMM_WORLD_SIZE / "
+                        "MV2_COMM_WORLD_SIZE > 1: `mpiexec -n 2 deepconv train ...`)")
+    parser.add_argument("--out", default=d["out"],
+                        help="directory for logs, plot and checkpoints (default %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/checkpoint.safetensors")
+    parser.add_argument("--seed", type=int, default=d["seed"],
+                        help="seeds the weights, the data order and the split (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=d["workers"],
+                        help="background threads assembling batches (default %(default)s)")
+    return parser
+
+
+def train_command(args) -> int:
+    """Run ``deepconv train``; returns the exit status.
+
+    Under an MPI launcher (``mpiexec -n N deepconv train ...``, detected by
+    :func:`~deepconv.parallel.launched_world_size`, or with ``--mpi``) each
+    rank trains its shard of every batch
+    (:class:`~deepconv.parallel.DistributedDataParallel`); only rank 0
+    prints, logs and writes to ``--out``. An error on any rank stops every
+    rank (``MPI_Abort``, non-zero exit) instead of leaving them waiting.
+    """
+    from deepconv.parallel import launched_world_size, mpi_world, run_or_abort
+
+    if not (args.mpi or launched_world_size() > 1):
+        return _train(args, None)
+    try:
+        comm = mpi_world()
+    except ImportError as exc:
+        print(f"deepconv train: {exc}", file=sys.stderr)
+        return 2
+    return run_or_abort(comm, lambda: _train(args, comm), prog="deepconv train")
+
+
+def _train(args, comm) -> int:
+    """``deepconv train`` in this process: alone, or as one rank of ``comm``."""
+    from deepconv import data as datasets
+    from deepconv.optim import SGD, StepLR
+    from deepconv.parallel import DataParallel, DistributedDataParallel
+
+    started = time.perf_counter()
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    try:
+        devices = _device_list(args.devices, comm)
+        device = devices[0] if devices else _rank_device(args.device, comm)
+        train_set = datasets.DATASETS[args.data]("train", seed=args.seed)
+        test_set = datasets.DATASETS[args.data]("test", seed=args.seed)
+        model = build_model(args.model, model_arguments(args.model_arg), train_set, args.seed,
+                            device)
+        if devices:
+            strategy, where = DataParallel(model, devices), f"devices {','.join(devices)}"
+        elif comm is not None:
+            strategy = DistributedDataParallel(model, comm)
+            where = f"{size} MPI ranks, device {device} on rank 0"
+        else:
+            strategy, where = None, f"device {device}"
+        train_loader = datasets.DataLoader(train_set, args.batch_size, shuffle=True,
+                                           seed=args.seed, num_workers=args.workers,
+                                           shard=(rank, size) if comm is not None else None)
+        test_loader = datasets.DataLoader(test_set, 500)
+        optimizer = SGD(model, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+        schedule = StepLR(optimizer, args.lr_step, args.lr_gamma) if args.lr_step > 0 else None
+    except (ImportError, ValueError, TypeError) as exc:
+        print(f"deepconv train: {exc}", file=sys.stderr)
+        return 2
+    if rank == 0:
+        print(f"deepconv train: {args.model} on {args.data} ({len(train_set)} train, "
+              f"{len(test_set)} test images), {where}, {args.epochs} epochs, out {args.out}",
+              file=sys.stderr)
+    try:
+        result = fit(model, optimizer, train_loader, test_loader, args.epochs, device,
+                     args.out, schedule=schedule, resume=args.resume, strategy=strategy)
+    except TrainingDiverged as exc:
+        if rank == 0:  # every rank stops on the same global loss: one message is enough
+            print(f"deepconv train: stopped: {exc}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"deepconv train: {exc}", file=sys.stderr)
+        return 2
+    if rank != 0:
+        return 0
+    final = result["final"]
+    wall = time.perf_counter() - started
+    if result["epochs_trained"] == 0:
+        print(f"deepconv train: nothing to do (the checkpoint is already at epoch "
+              f"{final['epoch'] if final else 0} of {args.epochs})")
+        if final is None:
+            return 0
+    print(f"test accuracy {100 * (1 - final['val_top1_error']):.2f} % "
+          f"(top-1 error {100 * final['val_top1_error']:.2f} %, top-5 error "
+          f"{100 * final['val_top5_error']:.2f} %) after {final['epoch']} epochs; "
+          f"wall time {wall:.1f} s; logs and checkpoints in {args.out}")
+    return 0
+
+
+def _device_list(text, comm):
+    """``--devices``: None, or the list of device names."""
+    if text is None:
+        return None
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    if not devices:
+        raise ValueError(f"--devices: expected a comma-separated list such as emu:0,emu:1, "
+                         f"got {text!r}")
+    if comm is not None:
+        raise ValueError("--devices: not under MPI, where each rank trains on one device "
+                         "(--device)")
+    return devices
+
+
+def _rank_device(spec, comm):
+    """``--device``; under MPI, plain ``cuda`` becomes ``cuda:<local rank>``
+    (the rank's index among the ranks on its machine)."""
+    if comm is None or spec != "cuda":
+        return spec
+    from mpi4py import MPI
+
+    return f"cuda:{comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()}"
+
+
+def model_arguments(pairs) -> dict:
+    """``--model-arg KEY=VALUE`` strings as keyword arguments (VALUE read
+    as JSON when it parses, else kept as a string)."""
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-arg: expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def build_model(name, kwargs, dataset, seed, device):
+    """``name`` from :mod:`deepconv.models`, called with
+    the keyword arguments it accepts among num_classes, input_size,
+    in_channels, seed and device, plus ``kwargs``."""
+    from deepconv import models
+
+    factory = getattr(models, name, None)
+    if factory is None or name.startswith("_") or not callable(factory):
+        known = sorted(n for n in getattr(models, "__all__", []) if callable(getattr(models, n)))
+        raise ValueError(f"--model: no model named {name!r} (known: {', '.join(known)})")
+    channels, height, _ = dataset.image_shape
+    offered = dict(num_classes=dataset.num_classes, input_size=height, in_channels=channels,
+                   seed=seed, device=device)
+    accepted = inspect.signature(factory).parameters
+    call = {k: v for k, v in offered.items() if k in accepted}
+    call.update(kwargs)
+    model = factory(**call)
+    try:
+        model.output_shape((1,) + dataset.image_shape)
+    except ValueError as exc:
+        raise ValueError(f"--model: {name} does not take {dataset.name}'s images "
+                         f"{dataset.image_shape}: {exc}") from None
+    return model
