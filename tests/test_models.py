@@ -176,9 +176,17 @@ def test_vgg_d_full_size_forward_backward():
     assert all(np.all(np.isfinite(g)) for _, g in model.gradients())
 
 
-def test_vgg_small_takes_grey_images():
-    net = models.vgg_small(input_size=8, in_channels=1, width=4, fc_width=16, seed=3)
+@pytest.mark.parametrize("build", [
+    pytest.param(lambda **kw: models.vgg_small(width=4, fc_width=16, seed=3, **kw), id="vgg_small"),
+    pytest.param(lambda **kw: models.alexnet_small(fc_width=16, **kw), id="alexnet_small"),
+    pytest.param(lambda **kw: models.alexnet_small(fc_width=16, split=2, **kw),
+                 id="alexnet_small_split2"),
+])
+def test_small_models_take_grey_images(build):
+    net = build(input_size=8, in_channels=1)
+    first = next(w for name, w in net.parameters() if name.endswith("weight"))
+    assert first.shape[1] == 1
     x = deepconv.asarray(np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32))
     assert net.forward(x).shape[:2] == (2, 10)
     with pytest.raises(ValueError, match="in_channels"):
-        models.vgg_small(input_size=8, in_channels=0)
+        build(input_size=8, in_channels=0)

@@ -58,7 +58,8 @@ def alexnet(num_classes=1000, split=1, *, dropout=0.5, seed=0, dtype="float32", 
 
 def build_alexnet(spec, num_classes, split, *, dropout, seed, dtype, device, materialize,
                   input_size=None, devices=None):
-    """An AlexNet-shaped network from ``spec`` (see ``ALEXNET``); ``devices``
+    """An AlexNet-shaped network from ``spec`` (see ``ALEXNET``; an optional
+    ``"in_channels"`` entry, default 3, sets the input channels); ``devices``
     as in :func:`alexnet`."""
     num_classes = check_int(num_classes, "num_classes")
     split = check_int(split, "split")
@@ -122,7 +123,7 @@ def _conv(spec, i, in_ch, common, columns, grouped=True, **extra):
 
 def _one_tower(spec, num_classes, flat, dropout, seed, common):
     k, s, p = spec["pool"]
-    layers, in_ch = [], 3
+    layers, in_ch = [], spec.get("in_channels", 3)
     for i in range(1, 6):
         layers += [(f"conv{i}", _conv(spec, i, in_ch, common, 1, input_grad=i > 1)),
                    (f"relu{i}", ReLU())]
@@ -149,7 +150,7 @@ def _two_columns(spec, num_classes, flat, dropout, seed, common, devices=None):
     at = [dict(common, device=d) for d in devices] if devices else [common, common]
     g = Graph()
     heads = ["input", "input"]  # what each column reads next
-    in_ch = [3, 3]
+    in_ch = [spec.get("in_channels", 3)] * 2
     for i in range(1, 6):
         if i == 3:  # conv3 reads both columns' conv2 maps
             joined = g.add("concat2", Concat(), *heads)

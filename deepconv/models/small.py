@@ -34,14 +34,15 @@ def vgg_small(config="A", input_size=32, num_classes=10, width=8, fc_width=64, *
 
 
 def alexnet_small(num_classes=10, input_size=32, width=1, fc_width=64, split=1, *, dropout=0.5,
-                  seed=0, dtype="float32", device="emu:0", materialize=True):
+                  seed=0, dtype="float32", device="emu:0", materialize=True, in_channels=3):
     """AlexNet's shape for small images: conv channels ``(6, 16, 24, 24, 16)
     x width`` (width=16 is AlexNet's 96-256-384-384-256), conv1 5x5 stride 1
     pad 2 instead of 11x11 stride 4, conv2 5x5, conv3-5 3x3, groups=2 in
     conv2/4/5 (or two columns, ``split=2``), LRN after conv1 and conv2, 3x3
     stride-2 max pooling padded by 1 (so 8x8 inputs still reach a 1x1 map:
     32 -> 16 -> 8 -> 4, 8 -> 4 -> 2 -> 1), fc6 / fc7 of ``fc_width`` with
-    dropout, fc8 of ``num_classes``. Initialisation as AlexNet."""
+    dropout, fc8 of ``num_classes``. Initialisation as AlexNet.
+    ``in_channels``: 3 for RGB, 1 for grey images such as digits."""
     width = check_int(width, "width")
     spec = dict(
         convs=[(6 * width, 5, 1, 2, 1), (16 * width, 5, 1, 2, 2), (24 * width, 3, 1, 1, 1),
@@ -49,6 +50,7 @@ def alexnet_small(num_classes=10, input_size=32, width=1, fc_width=64, split=1, 
         pool=(3, 2, 1),
         fc_width=check_int(fc_width, "fc_width"),
         input_size=32,
+        in_channels=check_int(in_channels, "in_channels"),
     )
     return build_alexnet(spec, num_classes, split, dropout=dropout, seed=seed, dtype=dtype,
                          device=device, materialize=materialize, input_size=input_size)
