@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import types
 from contextlib import contextmanager
 
 __all__ = ["UsageError", "at_least", "checkpoint_classes", "load_trained_model", "option",
@@ -42,19 +41,29 @@ def at_least(value, name, minimum=1):
 
 
 def parse_rgb(text, name, words):
-    """``--mean``-style values: one of ``words`` (returned as
-    ``words[text]``) or three finite numbers ``R,G,B`` (a list)."""
+    """A ``--mean`` value as ``(mean, std)``: one of ``words`` gives
+    ``(words[text], None)``; three finite numbers ``R,G,B`` give ``([R, G,
+    B], None)``; the path of the ``data.json`` that ``deepconv train``
+    wrote beside its checkpoints gives its ``mean_rgb`` and ``std_rgb``
+    (None where the training did not standardise)."""
     if text.lower() in words:
-        return words[text.lower()]
+        return words[text.lower()], None
+    if os.path.isfile(text):
+        from deepconv.data.pipeline import read_data_info
+
+        with option(name):
+            info = read_data_info(text)
+        std = info.get("std_rgb")
+        return [float(v) for v in info["mean_rgb"]], None if std is None else [float(v) for v in std]
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
         values = []
     if len(values) != 3 or not all(math.isfinite(v) for v in values):
         choices = ", ".join(repr(w) for w in words)
-        raise UsageError(f"{name}: expected R,G,B (three numbers) or one of {choices}, "
-                         f"got {text!r}")
-    return values
+        raise UsageError(f"{name}: expected R,G,B (three numbers), a data.json written by "
+                         f"deepconv train, or one of {choices}, got {text!r}")
+    return values, None
 
 
 def checkpoint_classes(path):
@@ -85,12 +94,10 @@ def load_trained_model(name, model_args, checkpoint, crop_size, num_classes, dev
         raise UsageError(f"--checkpoint: no such file: {checkpoint}")
     with option("--model-arg"):
         kwargs = model_arguments(model_args)
-    # build_model reads the input shape and class count from a dataset; the
-    # network's input is a crop, whatever the size of the images.
-    shape = types.SimpleNamespace(image_shape=(3, crop_size, crop_size), num_classes=num_classes,
-                                  name=f"{crop_size}x{crop_size} crops")
+    # The network's input is a crop, whatever the size of the images.
     with option(f"--model {name} / --model-arg"):
-        model = build_model(name, kwargs, shape, 0, device)
+        model = build_model(name, kwargs, (3, crop_size, crop_size), num_classes, 0, device,
+                            data_name=f"{crop_size}x{crop_size} crops")
     try:
         load_checkpoint(checkpoint, model)
     except (ValueError, OSError) as exc:

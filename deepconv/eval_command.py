@@ -66,9 +66,11 @@ def add_eval_arguments(parser):
                         "one")
     parser.add_argument("--crop-size", type=int, default=224,
                         help="crop (and network input) size (default %(default)s)")
-    parser.add_argument("--mean", default="none", metavar="R,G,B|imagenet|none",
+    parser.add_argument("--mean", default="none", metavar="R,G,B|FILE|imagenet|none",
                         help="mean RGB pixel (0..255) subtracted from every image: three numbers, "
-                        "'imagenet' (%s), or 'none' (default %%(default)s)"
+                        "the data.json deepconv train wrote in its --out (its mean, and its "
+                        "standard deviation if it standardised), 'imagenet' (%s), or 'none' "
+                        "(default %%(default)s)"
                         % ",".join(str(v) for v in IMAGENET_MEAN_RGB))
     parser.add_argument("--batch-size", type=int, default=16,
                         help="images cropped and classified together (default %(default)s)")
@@ -113,7 +115,8 @@ def eval_command(args) -> int:
     if args.json:
         print(json.dumps({"model": args.model, "checkpoints": setup.checkpoints, "data": args.data,
                           "images": len(setup.dataset), "classes": setup.dataset.num_classes,
-                          "crop_size": args.crop_size, "mean": setup.mean, "k": args.k,
+                          "crop_size": args.crop_size, "mean": setup.mean, "std": setup.std,
+                          "k": args.k,
                           "device": args.device, "results": rows}, indent=2))
     return 0
 
@@ -141,7 +144,7 @@ def _setup(args):
     at_least(args.k, "--k")
     protocols = _protocols(args.protocol or ["center"])
     scales = _scales(args)
-    mean = _mean(args.mean)
+    mean, std = _mean(args.mean)
     checkpoints = _split(args.checkpoint)
     if not checkpoints:
         raise UsageError("--checkpoint: expected at least one path")
@@ -161,8 +164,9 @@ def _setup(args):
     from deepconv.data.transforms import SubtractMean
 
     return types.SimpleNamespace(
-        protocols=protocols, scales=scales, mean=mean, checkpoints=checkpoints, dataset=dataset,
-        models=models, preprocess=SubtractMean(mean) if mean is not None else None)
+        protocols=protocols, scales=scales, mean=mean, std=std, checkpoints=checkpoints,
+        dataset=dataset, models=models,
+        preprocess=SubtractMean(mean, std) if mean is not None else None)
 
 
 def _split(values) -> list:
@@ -206,6 +210,8 @@ def _scales(args) -> tuple:
 
 
 def _mean(text):
+    """``(mean, std)``: what --mean says to subtract (None: nothing), and to
+    divide by (a data.json of a standardised training; else None)."""
     return parse_rgb(text, "--mean", {"none": None, "imagenet": list(IMAGENET_MEAN_RGB)})
 
 

@@ -74,9 +74,10 @@ def add_features_arguments(parser):
                         help="rescale the smaller image side to this (default %(default)s)")
     parser.add_argument("--crop-size", type=int, default=224,
                         help="then take the central crop of this size (default %(default)s)")
-    parser.add_argument("--mean", default="train", metavar="train|none|R,G,B",
+    parser.add_argument("--mean", default="train", metavar="train|none|R,G,B|FILE",
                         help="subtracted from every pixel: the mean RGB of the --data crops "
-                        "(default), nothing, or these three values")
+                        "(default), nothing, these three values, or the mean in the data.json "
+                        "deepconv train wrote in its --out")
     parser.add_argument("--layer", metavar="NAME",
                         help="the layer (or Graph node) whose output to take (default: the "
                         "input of the last fully connected layer, e.g. fc7's after ReLU and "
@@ -120,10 +121,10 @@ def _run(args):
     model = _model(args, train_view, crop)
     with option("--layer"):
         target = _target(model, args.layer)
-    mean = _mean(args.mean, train_view)
+    mean, std = _mean(args.mean, train_view)
     with option("--out"):  # only once the other options are known to be good
         os.makedirs(args.out, exist_ok=True)
-    to_net = Compose(view, SubtractMean(mean))
+    to_net = Compose(view, SubtractMean(mean, std))
     train = _folder(args.data, "--data", to_net)
     with option("--data"):
         features = extract_features(model, train, args.layer, batch_size=args.batch_size)
@@ -153,11 +154,11 @@ def _folder(root, name, transform, class_index=None) -> ImageFolder:
     return folder
 
 
-def _mean(text, train_view) -> np.ndarray:
-    """The --mean option as an RGB triple."""
-    value = parse_rgb(text, "--mean", {"train": "train", "none": "none"})
+def _mean(text, train_view):
+    """The --mean option as ``(mean RGB, std RGB or None)``."""
+    value, std = parse_rgb(text, "--mean", {"train": "train", "none": "none"})
     if value == "none":
-        return np.zeros(3)
+        return np.zeros(3), None
     if value == "train":
         # One pass over the crops; they all have one size, so the mean of the
         # per-image means is the mean over every pixel.
@@ -165,8 +166,8 @@ def _mean(text, train_view) -> np.ndarray:
             means = [mean_rgb([train_view[i][0]]) for i in range(len(train_view))]
         mean = np.mean(means, axis=0)
         _note(f"mean RGB of the --data crops: {np.round(mean, 2).tolist()}")
-        return mean
-    return np.asarray(value)
+        return mean, None
+    return np.asarray(value), std
 
 
 def _model(args, train_view, crop):

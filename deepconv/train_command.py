@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import sys
 import time
 
@@ -29,8 +30,26 @@ def add_train_arguments(parser):
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="extra keyword argument for the model function (repeatable; "
                         "VALUE read as JSON when it parses, else as a string)")
-    parser.add_argument("--data", default=d["data"], choices=["digits"],
-                        help="dataset (default %(default)s; needs scikit-learn)")
+    parser.add_argument("--data", default=d["data"], metavar="digits|DIR",
+                        help="'digits' (scikit-learn's 8x8 digits; the default), or a folder "
+                        "holding train/ and val/, each one sub-folder of images per class "
+                        "(the ImageNet layout; needs Pillow)")
+    parser.add_argument("--crop-size", type=int, default=224,
+                        help="with a folder: the random training crop and the network's input "
+                        "size (default %(default)s; AlexNet: 227)")
+    parser.add_argument("--scale", default="256", metavar="S|SMIN,SMAX",
+                        help="with a folder: rescale each training image's smaller side to S, "
+                        "or to a random S in [SMIN, SMAX] (VGG's scale jittering); validation "
+                        "uses S, or (SMIN+SMAX)/2 (default %(default)s)")
+    parser.add_argument("--pca-color", action="store_true",
+                        help="with a folder: AlexNet's PCA colour augmentation")
+    parser.add_argument("--standardize", action="store_true",
+                        help="with a folder: divide each channel by the training set's standard "
+                        "deviation after subtracting its mean (unit-variance inputs, as "
+                        "torchvision's Normalize; AlexNet and VGG only subtracted the mean)")
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help="with a folder: an unreadable image stops training (raise, the "
+                        "default) or is left out with a warning (skip)")
     parser.add_argument("--epochs", type=int, default=d["epochs"], help="default %(default)s")
     parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
     parser.add_argument("--lr", type=float, default=d["lr"], help="learning rate (default %(default)s)")
@@ -95,10 +114,9 @@ def _train(args, comm) -> int:
     try:
         devices = _device_list(args.devices, comm)
         device = devices[0] if devices else _rank_device(args.device, comm)
-        train_set = datasets.DATASETS[args.data]("train", seed=args.seed)
-        test_set = datasets.DATASETS[args.data]("test", seed=args.seed)
-        model = build_model(args.model, model_arguments(args.model_arg), train_set, args.seed,
-                            device)
+        train_set, test_set, image_shape, data_info = _datasets(args)
+        model = build_model(args.model, model_arguments(args.model_arg), image_shape,
+                            train_set.num_classes, args.seed, device, data_name=args.data)
         if devices:
             strategy, where = DataParallel(model, devices), f"devices {','.join(devices)}"
         elif comm is not None:
@@ -109,7 +127,8 @@ def _train(args, comm) -> int:
         train_loader = datasets.DataLoader(train_set, args.batch_size, shuffle=True,
                                            seed=args.seed, num_workers=args.workers,
                                            shard=(rank, size) if comm is not None else None)
-        test_loader = datasets.DataLoader(test_set, 500)
+        # digits: the whole test set in one batch; images: training-sized batches
+        test_loader = datasets.DataLoader(test_set, 500 if data_info is None else args.batch_size)
         optimizer = SGD(model, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
         schedule = StepLR(optimizer, args.lr_step, args.lr_gamma) if args.lr_step > 0 else None
     except (ImportError, ValueError, TypeError) as exc:
@@ -119,6 +138,8 @@ def _train(args, comm) -> int:
         print(f"deepconv train: {args.model} on {args.data} ({len(train_set)} train, "
               f"{len(test_set)} test images), {where}, {args.epochs} epochs, out {args.out}",
               file=sys.stderr)
+    if rank == 0 and data_info is not None:
+        _write_data_info(args.out, data_info, train_set)
     try:
         result = fit(model, optimizer, train_loader, test_loader, args.epochs, device,
                      args.out, schedule=schedule, resume=args.resume, strategy=strategy)
@@ -143,6 +164,46 @@ def _train(args, comm) -> int:
           f"{100 * final['val_top5_error']:.2f} %) after {final['epoch']} epochs; "
           f"wall time {wall:.1f} s; logs and checkpoints in {args.out}")
     return 0
+
+
+def _datasets(args):
+    """``(train, test, image shape, info)``: the digits, or ``--data``'s
+    train/ and val/ folders preprocessed as the options say (``info`` as
+    :attr:`deepconv.data.pipeline.FolderSets.info`; None for digits)."""
+    from deepconv import data as datasets
+
+    if args.data in datasets.DATASETS:
+        train = datasets.DATASETS[args.data]("train", seed=args.seed)
+        return train, datasets.DATASETS[args.data]("test", seed=args.seed), train.image_shape, None
+    if not os.path.isdir(args.data):
+        known = ", ".join(datasets.DATASETS)
+        raise ValueError(f"--data: expected {known} or a folder holding train/ and val/, got "
+                         f"{args.data!r} (no such folder)")
+    try:
+        scale = [int(part) for part in args.scale.split(",")]
+    except ValueError:
+        raise ValueError(f"--scale: expected S or SMIN,SMAX (integers), got {args.scale!r}") from None
+    from deepconv.data.pipeline import folder_sets
+
+    try:
+        sets = folder_sets(args.data, args.crop_size, scale, pca_color=args.pca_color,
+                           standardize=args.standardize, seed=args.seed, on_error=args.on_error)
+    except ValueError as exc:
+        text = str(exc)
+        for name, option in (("crop_size", "--crop-size"), ("scale", "--scale"), ("root", "--data")):
+            if text.startswith(f"{name}:"):
+                raise ValueError(option + text[len(name):]) from None
+        raise ValueError(f"--data: {text}") from None
+    return sets.train, sets.val, sets.image_shape, sets.info
+
+
+def _write_data_info(out, info, train_set):
+    """OUT/data.json and OUT/classes.json: how to evaluate what is trained."""
+    from deepconv.data.pipeline import DATA_INFO, write_data_info
+
+    os.makedirs(out, exist_ok=True)
+    write_data_info(os.path.join(out, DATA_INFO), info)
+    train_set.save_class_index(os.path.join(out, "classes.json"))
 
 
 def _device_list(text, comm):
@@ -184,26 +245,29 @@ def model_arguments(pairs) -> dict:
     return out
 
 
-def build_model(name, kwargs, dataset, seed, device):
-    """``name`` from :mod:`deepconv.models`, called with
-    the keyword arguments it accepts among num_classes, input_size,
-    in_channels, seed and device, plus ``kwargs``."""
+def build_model(name, kwargs, image_shape, num_classes, seed, device, *, data_name="the data"):
+    """``name`` from :mod:`deepconv.models` for (C, H, W) ``image_shape``
+    inputs and ``num_classes`` classes, called with the keyword arguments
+    it accepts among num_classes, input_size (H), in_channels (C), seed and
+    device, plus ``kwargs``; ValueError naming ``--model`` if the network
+    does not take such images (``data_name`` says whose they are)."""
     from deepconv import models
 
     factory = getattr(models, name, None)
     if factory is None or name.startswith("_") or not callable(factory):
         known = sorted(n for n in getattr(models, "__all__", []) if callable(getattr(models, n)))
         raise ValueError(f"--model: no model named {name!r} (known: {', '.join(known)})")
-    channels, height, _ = dataset.image_shape
-    offered = dict(num_classes=dataset.num_classes, input_size=height, in_channels=channels,
+    image_shape = tuple(image_shape)
+    channels, height, _ = image_shape
+    offered = dict(num_classes=num_classes, input_size=height, in_channels=channels,
                    seed=seed, device=device)
     accepted = inspect.signature(factory).parameters
     call = {k: v for k, v in offered.items() if k in accepted}
     call.update(kwargs)
     model = factory(**call)
     try:
-        model.output_shape((1,) + dataset.image_shape)
+        model.output_shape((1,) + image_shape)
     except ValueError as exc:
-        raise ValueError(f"--model: {name} does not take {dataset.name}'s images "
-                         f"{dataset.image_shape}: {exc}") from None
+        raise ValueError(f"--model: {name} does not take {data_name}'s images "
+                         f"{image_shape}: {exc}") from None
     return model

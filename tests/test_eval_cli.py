@@ -197,8 +197,8 @@ ERRORS = {  # name: (arguments after the valid ones, the message)
                                    "be >= --crop-size (16), got 8,40,72"),
     "jitter the wrong way": (["--train-scale", "64,32"], "--train-scale: train_scale: expected "
                              "Smin < Smax"),
-    "mean of two": (["--mean", "1,2"], "--mean: expected R,G,B (three numbers) or one of "
-                    "'none', 'imagenet', got '1,2'"),
+    "mean of two": (["--mean", "1,2"], "--mean: expected R,G,B (three numbers), a "
+                    "data.json written by deepconv train, or one of 'none', 'imagenet', got '1,2'"),
     "unknown model": (["--model", "resnet"], "--model: no model named 'resnet'"),
     "unknown model argument": (["--model-arg", "depth=3"], "--model vgg_small / --model-arg: "
                                "vgg_small() got an unexpected keyword argument 'depth'"),

@@ -349,8 +349,8 @@ def test_command_end_to_end(workdir, tmp_path):
     (["--k", "0"], "--k: expected an int >= 1, got 0"),
     (["--k", "20"], "--k: expected at most the 9 --data images, got 20"),
     (["--scale", "8"], "--scale: expected >= --crop-size (16), got 8"),
-    (["--mean", "1,2"], "--mean: expected R,G,B (three numbers) or one of 'train', 'none', "
-                        "got '1,2'"),
+    (["--mean", "1,2"], "--mean: expected R,G,B (three numbers), a data.json written "
+                        "by deepconv train, or one of 'train', 'none', got '1,2'"),
     (["--layer", "fc9"], "--layer: layer: the model has no layer named 'fc9'"),
     (["--model-arg", "fc_width=32"], "--checkpoint: "),
     (["--model-arg", "nonsense"], "--model-arg: expected KEY=VALUE"),

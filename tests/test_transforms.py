@@ -94,19 +94,21 @@ def test_pca_fit_recovers_the_covariance(rng):
     images = list(pixels.T.reshape(3, 6, 100, 100).transpose(1, 0, 2, 3))
     values, vectors = T.fit_pca_color(images)
     assert np.all(np.diff(values) <= 0)
-    np.testing.assert_allclose(vectors @ np.diag(values) @ vectors.T, cov, rtol=0.05, atol=8.0)
+    # ... on the 0..1 scale: the covariance of 0..255 pixels over 255^2
+    np.testing.assert_allclose(vectors @ np.diag(values) @ vectors.T * 255.0 ** 2, cov, rtol=0.05,
+                               atol=8.0)
     np.testing.assert_allclose(vectors.T @ vectors, np.eye(3), atol=1e-12)
 
 
 def test_pca_colour_offset_statistics(rng):
-    """Over many draws the offset's covariance is P diag((0.1 lambda)^2) P^T,
-    and each image gets one offset, the same at every pixel."""
+    """Over many draws the offset's covariance is 255^2 P diag((0.1 lambda)^2)
+    P^T, and each image gets one offset, the same at every pixel."""
     images = [rng.uniform(0, 255, (3, 8, 8)) * np.array([1.0, 0.6, 0.3])[:, None, None]
               for _ in range(4)]
     values, vectors = T.fit_pca_color(images)
     pca = T.PCAColor(values, vectors)
     draws = np.stack([pca.offset(np.random.default_rng(s)) for s in range(20000)])
-    predicted = vectors @ np.diag((0.1 * values) ** 2) @ vectors.T
+    predicted = 255.0 ** 2 * vectors @ np.diag((0.1 * values) ** 2) @ vectors.T
     np.testing.assert_allclose(np.cov(draws, rowvar=False), predicted, rtol=0.05,
                                atol=0.05 * np.abs(predicted).max())
     np.testing.assert_allclose(draws.mean(axis=0), 0.0, atol=0.05 * np.sqrt(predicted.diagonal().max()))
@@ -116,6 +118,27 @@ def test_pca_colour_offset_statistics(rng):
                                * np.ones((3, 5, 7)), rtol=1e-12)
 
 
+def test_pca_colour_offsets_are_a_few_levels(rng):
+    """AlexNet's augmentation shifts colours slightly: for images whose
+    pixels spread over the whole 0..255 range (variance 255^2 / 12 per
+    channel: lambda = 1/12 on the 0..1 scale), the offset's standard
+    deviation along each component is 255 * 0.1 / 12 ~ 2.1 levels."""
+    images = [rng.uniform(0, 255, (3, 32, 32)) for _ in range(8)]
+    pca = T.PCAColor(*T.fit_pca_color(images))
+    draws = np.stack([pca.offset(np.random.default_rng(s)) for s in range(4000)])
+    np.testing.assert_allclose(draws.std(axis=0), 255 * 0.1 / 12, rtol=0.1)
+
+
+def test_standardising_gives_unit_variance_channels(rng):
+    images = [rng.normal([[[120.0]], [[90.0]], [[60.0]]], [[[30.0]], [[10.0]], [[5.0]]],
+                         size=(3, 16, 16)) for _ in range(6)]
+    mean, std = T.mean_rgb(images), T.std_rgb(images)
+    np.testing.assert_allclose(std, [30.0, 10.0, 5.0], rtol=0.1)
+    out = np.stack([T.SubtractMean(mean, std)(im) for im in images])
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0.0, atol=1e-9)
+    np.testing.assert_allclose(out.std(axis=(0, 2, 3)), 1.0, rtol=1e-9)
+
+
 @pytest.mark.parametrize("make, error, match", [
     (lambda: T.Rescale(0), ValueError, "size"),
     (lambda: T.RandomCrop(2.5), TypeError, "size"),
@@ -123,6 +146,8 @@ def test_pca_colour_offset_statistics(rng):
     (lambda: T.PCAColor(np.ones(2), np.eye(3)), ValueError, "eigenvalues"),
     (lambda: T.PCAColor(np.ones(3), np.eye(2)), ValueError, "eigenvectors"),
     (lambda: T.SubtractMean([]), ValueError, "mean"),
+    (lambda: T.SubtractMean([1.0, 2.0, 3.0], std=[1.0, 0.0, 1.0]), ValueError, "std"),
+    (lambda: T.SubtractMean([1.0, 2.0, 3.0], std=[1.0, 2.0]), ValueError, "std"),
     (lambda: T.Compose(T.Rescale(4), 3), TypeError, r"transforms\[1\]"),
     (lambda: T.rescale(np.zeros((4, 4)), 2), ValueError, "image"),
     (lambda: T.fit_pca_color([np.zeros((1, 4, 4))]), ValueError, r"images\[0\]"),

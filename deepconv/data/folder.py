@@ -61,14 +61,11 @@ def load_image(path) -> np.ndarray:
 def write_class_index(path, classes):
     """Write ``classes`` (class names, in index order) as JSON: an object
     ``{"name": index, ...}``."""
-    classes = list(classes)
-    if len(set(classes)) != len(classes):
-        raise ValueError("classes: expected distinct class names")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({name: i for i, name in enumerate(classes)}, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    from deepconv.checkpoint import atomic_write  # (deepconv.checkpoint imports the backends)
+
+    classes = _class_names(classes, "classes")
+    text = json.dumps({name: i for i, name in enumerate(classes)}, indent=1) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def read_class_index(path) -> list:
@@ -85,9 +82,14 @@ def read_class_index(path) -> list:
         names = sorted(data, key=data.get)
     else:
         raise ValueError(f"{path}: expected a JSON object {{name: index}} or a list of names")
+    return _class_names(names, path)
+
+
+def _class_names(names, where) -> list:
+    names = list(names)
     if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"{path}: expected distinct class names (strings)")
-    return list(names)
+        raise ValueError(f"{where}: expected distinct class names (strings)")
+    return names
 
 
 class ImageFolder:
@@ -97,8 +99,8 @@ class ImageFolder:
     taken in sorted order, so the sample order is the same everywhere.
 
     Classes: sorted folder names, indices 0 .. K-1, unless ``class_index``
-    names a JSON file (:func:`read_class_index`) fixing the names and their
-    order, e.g. the training set's, so that a validation folder gets the
+    (a list of names, or a JSON file: :func:`read_class_index`) fixes the
+    names and their order, e.g. the training set's, so that a validation folder gets the
     same indices (a folder not in the file is an error; classes without a
     folder just have no images). :meth:`save_class_index` writes it.
 
@@ -140,6 +142,8 @@ class ImageFolder:
         folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
         if class_index is None:
             self.classes = folders
+        elif isinstance(class_index, (list, tuple)):
+            self.classes = _class_names(class_index, "class_index")
         else:
             self.classes = read_class_index(class_index)
             unknown = [f for f in folders if f not in self.classes]

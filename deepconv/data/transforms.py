@@ -36,9 +36,11 @@ __all__ = [
     "mean_rgb",
     "rescale",
     "sample_rng",
+    "std_rgb",
 ]
 
 PCA_COLOR_STD = 0.1  # AlexNet: alpha_i ~ N(0, 0.1)
+PIXEL_MAX = 255.0  # images are on the 0..255 scale; the colour PCA works on 0..1
 
 
 def sample_rng(seed, epoch, index) -> np.random.Generator:
@@ -222,12 +224,22 @@ def mean_rgb(images) -> np.ndarray:
     return _rgb_pixels(images).mean(axis=0)
 
 
+def std_rgb(images) -> np.ndarray:
+    """The standard deviation of each RGB channel over every pixel of
+    ``images`` (3,), float64 (what :class:`SubtractMean` divides by when
+    inputs are standardised, as torchvision's Normalize)."""
+    return _rgb_pixels(images).std(axis=0)
+
+
 def fit_pca_color(images):
     """AlexNet's colour PCA: the eigen-decomposition of the 3x3 covariance
-    of the RGB values of every pixel of ``images`` (training images).
-    Returns ``(eigenvalues (3,), eigenvectors (3, 3))``, float64, the
-    eigenvectors in the columns, eigenvalues in descending order."""
-    pixels = _rgb_pixels(images)
+    of the RGB values of every pixel of ``images`` (training images, 0..255)
+    measured on the 0..1 scale, as the reference implementations do (on the
+    0..255 scale the eigenvalues, and so :class:`PCAColor`'s offsets, would
+    be 255 times larger relative to the pixels: hundreds of levels instead
+    of a few). Returns ``(eigenvalues (3,), eigenvectors (3, 3))``, float64,
+    the eigenvectors in the columns, eigenvalues in descending order."""
+    pixels = _rgb_pixels(images) / PIXEL_MAX
     if pixels.shape[0] < 2:
         raise ValueError("images: expected at least two pixels for a covariance")
     cov = np.cov(pixels, rowvar=False)
@@ -238,11 +250,12 @@ def fit_pca_color(images):
 
 class PCAColor:
     """AlexNet's colour augmentation: to every pixel of an image add
-    ``sum_i alpha_i lambda_i p_i`` = ``eigenvectors @ (alpha * eigenvalues)``,
-    with ``alpha_i ~ N(0, std)`` drawn once per image (``std`` = 0.1). The
-    offset therefore has covariance ``P diag((std lambda)^2) P^T``.
-    ``eigenvalues`` (3,) and ``eigenvectors`` (3, 3, columns) as returned by
-    :func:`fit_pca_color`."""
+    ``sum_i alpha_i lambda_i p_i`` = ``eigenvectors @ (alpha * eigenvalues)``
+    on the 0..1 scale of :func:`fit_pca_color`, i.e. 255 times that on the
+    image's 0..255 scale, with ``alpha_i ~ N(0, std)`` drawn once per image
+    (``std`` = 0.1). The offset therefore has covariance
+    ``255^2 P diag((std lambda)^2) P^T``. ``eigenvalues`` (3,) and
+    ``eigenvectors`` (3, 3, columns) as returned by :func:`fit_pca_color`."""
 
     def __init__(self, eigenvalues, eigenvectors, std=PCA_COLOR_STD):
         values = np.asarray(eigenvalues, dtype=np.float64)
@@ -255,9 +268,9 @@ class PCAColor:
         self.std = check_real(std, "std", low=0.0)
 
     def offset(self, rng) -> np.ndarray:
-        """One draw of the RGB offset (3,)."""
+        """One draw of the RGB offset (3,), on the 0..255 scale."""
         alpha = rng.normal(0.0, self.std, size=3)
-        return self.eigenvectors @ (alpha * self.eigenvalues)
+        return PIXEL_MAX * (self.eigenvectors @ (alpha * self.eigenvalues))
 
     def __call__(self, image, rng):
         image = _image(image)
@@ -271,15 +284,24 @@ class PCAColor:
 
 class SubtractMean:
     """Subtracts a per-channel mean (``mean`` of shape (C,), e.g. the
-    training set's :func:`mean_rgb`) from every pixel."""
+    training set's :func:`mean_rgb`) from every pixel, as AlexNet and VGG
+    did; with ``std`` (C,) (e.g. :func:`std_rgb`) also divides each channel
+    by it, standardising the input (torchvision's Normalize)."""
 
-    def __init__(self, mean):
+    def __init__(self, mean, std=None):
         mean = np.asarray(mean, dtype=np.float64)
         if mean.ndim != 1 or not mean.size:
             raise ValueError(f"mean: expected one value per channel (C,), got shape {mean.shape}")
         if not np.all(np.isfinite(mean)):
             raise ValueError("mean: expected finite values")
         self.mean = mean
+        self.std = None
+        if std is not None:
+            std = np.asarray(std, dtype=np.float64)
+            if std.shape != mean.shape or not np.all(np.isfinite(std)) or np.any(std <= 0):
+                raise ValueError(f"std: expected {mean.size} finite values > 0 (one per mean "
+                                 f"value), got {std.tolist()}")
+            self.std = std
 
     def __call__(self, image, rng=None):
         image = _image(image)
@@ -287,7 +309,11 @@ class SubtractMean:
             raise ValueError(
                 f"image: expected {self.mean.size} channels (one per mean value), got shape {image.shape}"
             )
-        return image - self.mean.astype(image.dtype)[:, None, None]
+        centred = image - self.mean.astype(image.dtype)[:, None, None]
+        if self.std is None:
+            return centred
+        return centred / self.std.astype(image.dtype)[:, None, None]
 
     def __repr__(self):
-        return f"SubtractMean({np.round(self.mean, 3).tolist()})"
+        std = "" if self.std is None else f", std={np.round(self.std, 3).tolist()}"
+        return f"SubtractMean({np.round(self.mean, 3).tolist()}{std})"
