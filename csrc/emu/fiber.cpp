@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #if defined(DC_EMU_ASAN)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -17,8 +18,6 @@
 #else
 #include <ucontext.h>
 #endif
-
-extern "C" void dc_emu_fiber_main(void* fiber);
 
 #if defined(DC_EMU_ASM_SWITCH)
 // dc_emu_switch(save, load): push the callee-saved registers (and the FP
@@ -177,11 +176,27 @@ namespace {
 void ucontext_entry(unsigned int hi, unsigned int lo) {
   auto bits = (static_cast<std::uintptr_t>(hi) << 32) | lo;
   dc_emu_fiber_main(reinterpret_cast<void*>(bits));
+  std::abort();  // not reached; returning here would end the OS thread (uc_link is null)
 }
 }  // namespace
 #endif
 
 void Fiber::reset(Entry entry, void* arg) {
+#if defined(DC_EMU_ASAN)
+  // A fiber abandoned mid-run (its launch failed while it waited at a
+  // rendezvous) never unwound its frames, so their redzones are still
+  // poisoned in the shadow of its stack. The next run's instrumented frames
+  // rewrite the shadow of their own slots only; uninstrumented code below
+  // them trips over the rest. So did __asan_handle_no_return (g++ calls it
+  // before every noreturn call: a throw, std::abort): it hands a local of its
+  // own to the intercepted sigaltstack, which found it "overflowing" a stale
+  // redzone. That was the root cause of the stack-buffer-overflow reports in
+  // dc_emu_fiber_main (why there: see it) and, at -O3, in kernels that
+  // throw. A fiber that finished returned from every frame but the
+  // outermost two (dc_emu_fiber_main, yield), which have no redzones:
+  // nothing to clear, and resets stay cheap (dev/emu_asan checks both).
+  if (!finished_) __asan_unpoison_memory_region(stack_, stack_bytes_);
+#endif
   entry_ = entry;
   arg_ = arg;
   finished_ = false;
@@ -234,7 +249,9 @@ void Fiber::resume() {
 
 void Fiber::yield() {
 #if defined(DC_EMU_ASAN)
-  // A finished fiber's stack is dead: nullptr tells ASan to drop its fake frames.
+  // A finished fiber's stack is dead: nullptr tells ASan to destroy its fake
+  // stack, so the next run must not take it over.
+  if (finished_) asan_fake_stack_ = nullptr;
   __sanitizer_start_switch_fiber(finished_ ? nullptr : &asan_fake_stack_, caller_stack_bottom_,
                                  caller_stack_size_);
 #endif
@@ -261,10 +278,24 @@ void Fiber::switch_to(Fiber& next) {
   std::abort();  // callers check can_switch_directly()
 }
 
-void Fiber::trampoline(void* self) {
-  auto* fiber = static_cast<Fiber*>(self);
+}  // namespace dc::emu
+
+// The first C++ function on a fresh fiber's stack. Under AddressSanitizer,
+// finishing the switch must come before anything enters the ASan runtime.
+// It used to be done by a separate trampoline that ended in std::abort();
+// from -O1 up g++ infers that such a function never returns and calls
+// __asan_handle_no_return before calling it: here, at every fiber start,
+// with ASan still mid-switch. On a stack reused after a failed launch that
+// call met the stale redzones that reset() now clears (at -O0 nothing is
+// inferred, hence no report there), and the report could not even describe
+// the frame (a failed CHECK in GetStackFrameAccessByAddr). So the switch is
+// finished here, first, and this function contains no noreturn call; nor is
+// it inferred noreturn, since yield() returns as far as g++ knows.
+extern "C" void dc_emu_fiber_main(void* self) {
+  auto* fiber = static_cast<dc::emu::Fiber*>(self);
 #if defined(DC_EMU_ASAN)
-  __sanitizer_finish_switch_fiber(nullptr, &fiber->caller_stack_bottom_,
+  // A fiber abandoned mid-run takes over its own old fake stack (or none).
+  __sanitizer_finish_switch_fiber(fiber->asan_fake_stack_, &fiber->caller_stack_bottom_,
                                   &fiber->caller_stack_size_);
 #endif
   // entry must not throw: the scheduler's entries catch everything, since an
@@ -272,9 +303,6 @@ void Fiber::trampoline(void* self) {
   fiber->entry_(fiber->arg_);
   fiber->finished_ = true;
   fiber->yield();
-  std::abort();  // a finished fiber is never resumed without reset()
+  // Not reached: a finished fiber is never resumed without reset(). Should it
+  // be, the entry stub traps (ud2 / brk) and ucontext_entry aborts.
 }
-
-}  // namespace dc::emu
-
-extern "C" void dc_emu_fiber_main(void* fiber) { dc::emu::Fiber::trampoline(fiber); }

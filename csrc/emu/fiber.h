@@ -20,6 +20,10 @@
 #endif
 #endif
 
+// Where every fiber starts: the first C++ function on a fresh fiber's stack
+// (called by the assembly entry stub or the ucontext entry; fiber.cpp).
+extern "C" void dc_emu_fiber_main(void* fiber);
+
 namespace dc::emu {
 
 class Fiber {
@@ -48,10 +52,9 @@ class Fiber {
 
   static const char* switch_kind();  // "x86-64 assembly", "aarch64 assembly", "ucontext"
 
-  // Where every fiber starts (called from the assembly entry stub).
-  static void trampoline(void* self);
-
  private:
+  friend void ::dc_emu_fiber_main(void* fiber);
+
   char* stack_ = nullptr;       // lowest usable address (a guard page lies below)
   std::size_t stack_bytes_ = 0;
   std::size_t mapped_bytes_ = 0;
@@ -61,7 +64,9 @@ class Fiber {
   Entry entry_ = nullptr;
   void* arg_ = nullptr;
   bool finished_ = true;
-  // AddressSanitizer must be told about stack switches (fiber.cpp).
+  // AddressSanitizer must be told about stack switches (fiber.cpp). The
+  // fake stack (detect_stack_use_after_return) of a suspended fiber, or of
+  // one abandoned mid-run, which its next run takes over.
   void* asan_fake_stack_ = nullptr;
   const void* caller_stack_bottom_ = nullptr;
   std::size_t caller_stack_size_ = 0;
