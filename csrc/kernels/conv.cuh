@@ -25,10 +25,10 @@
 // kThreadM x kThreadN register tile, written as
 // acc[i][j] = fma(a[i], b[j], acc[i][j]) with j innermost and fully unrolled:
 // g++ turns each row into packed FMAs on the emulator (DESIGN §3). Tile sizes
-// are template parameters; the launchers pick them per build (128x128x8 with
-// 8x8 per thread on a GPU; 128x64x32 with 8x16 per thread on the emulator:
-// a deep K step, since every barrier switches every emulated thread, and
-// 16-wide rows, one AVX-512 FMA each).
+// are template parameters; the launchers pick them per build from
+// ops/conv_tiles.cuh (128x128x8 with 8x8 per thread on a GPU; 128x64x32 with
+// 8x16 per thread on the emulator: a deep K step, since every barrier
+// switches every emulated thread, and 16-wide rows, one AVX-512 FMA each).
 //
 // Determinism: each result element is one thread's sum over the reduction in
 // increasing k. When the reduction is split over blocks (split-K: wgrad's
@@ -43,6 +43,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -110,6 +111,12 @@ template <typename Loader, int kCols, int kDepth, int kThreads>
 using ConvTileLoadFor =
     typename std::conditional<Loader::kRuns, ConvTileLoadRuns<kCols, kDepth, kThreads>,
                               ConvTileLoad<kCols, kDepth, kThreads>>::type;
+
+}  // namespace dc
+
+#include "kernels/conv_gather.cuh"  // the image-side loaders' pixel / tap / run walks
+
+namespace dc {
 
 template <typename Pass, typename Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
@@ -270,22 +277,44 @@ __global__ void conv_split_reduce_kernel(Pass pass,
   }
 }
 
-// Host side, shared by the launchers (ops/conv_*.cu): the grid of one
-// implicit GEMM and its split-K epilogue. `plan` comes from conv_split_plan;
-// `partial` must hold plan.splits * groups * M * N elements when
-// plan.splits > 1 (conv_implicit_gemm_workspace_bytes).
+// Host side, shared by the launchers (ops/conv_*.cu). Each launcher has a
+// visit_<pass>_variant(p, visit) that checks the problem, picks the pass and
+// tile that serve it and calls visit(pass, tile, kernel name). Its three
+// entry points hand it a visitor: conv2d_<pass> one that fills in the
+// pointers and calls conv_launch_implicit_gemm, the other two
+// ConvWorkspaceBytes and ConvVariantName (below), so the workspace size and
+// the name they report always belong to the variant that conv2d_<pass> runs.
+
+// Throws std::invalid_argument naming `op` when p is not a well-formed
+// problem (conv_check_params).
+inline void conv_require_well_formed(const ConvParams& p, const char* op) {
+  const std::string why = conv_check_params(p);
+  if (!why.empty()) throw std::invalid_argument(std::string(op) + ": " + why);
+}
+
+// A launcher's split-K goal (per build and pass; see conv_split_plan): split
+// the reduction until about `blocks` blocks run, but never into chunks
+// shorter than `min_chunk` steps.
+struct ConvSplitTarget {
+  int blocks;
+  int min_chunk;
+};
+
+// The split of one implicit GEMM's reduction over blocks.
 template <typename Tile, typename Pass>
-ConvSplitPlan conv_implicit_gemm_plan(const Pass& pass, int target_blocks, int min_chunk) {
+ConvSplitPlan conv_implicit_gemm_plan(const Pass& pass, ConvSplitTarget target) {
   const std::int64_t tiles = ((pass.gemm_m() + Tile::kBlockM - 1) / Tile::kBlockM) *
                              ((pass.gemm_n() + Tile::kBlockN - 1) / Tile::kBlockN) * pass.groups();
   ConvSplitPlan plan =
-      conv_split_plan(tiles, pass.gemm_k(), Tile::kBlockK, target_blocks, min_chunk);
+      conv_split_plan(tiles, pass.gemm_k(), Tile::kBlockK, target.blocks, target.min_chunk);
   if (std::int64_t(plan.splits) * pass.groups() > 65535) {  // grid.z limit
-    plan = conv_split_plan(tiles, pass.gemm_k(), Tile::kBlockK, 1, min_chunk);
+    plan = conv_split_plan(tiles, pass.gemm_k(), Tile::kBlockK, 1, target.min_chunk);
   }
   return plan;
 }
 
+// Bytes of split-K partial sums: plan.splits * groups * M * N elements when
+// the reduction is split, else 0.
 template <typename Pass>
 std::size_t conv_implicit_gemm_workspace_bytes(const Pass& pass, const ConvSplitPlan& plan) {
   if (plan.splits <= 1) return 0;
@@ -293,11 +322,15 @@ std::size_t conv_implicit_gemm_workspace_bytes(const Pass& pass, const ConvSplit
          sizeof(typename Pass::Scalar);
 }
 
+// Runs one implicit GEMM (kernel `name`) and, when its reduction is split,
+// its split-K epilogue (`reduce_name`); `workspace` must hold
+// conv_implicit_gemm_workspace_bytes for the same target.
 template <typename Tile, typename Pass>
 void conv_launch_implicit_gemm(const char* name, const char* reduce_name, const Pass& pass,
-                               const ConvSplitPlan& plan, void* workspace,
+                               ConvSplitTarget target, void* workspace,
                                std::size_t workspace_bytes, Stream stream) {
   using T = typename Pass::Scalar;
+  const ConvSplitPlan plan = conv_implicit_gemm_plan<Tile>(pass, target);
   const std::int64_t m_tiles = (pass.gemm_m() + Tile::kBlockM - 1) / Tile::kBlockM;
   const std::int64_t n_tiles = (pass.gemm_n() + Tile::kBlockN - 1) / Tile::kBlockN;
   if (m_tiles == 0 || n_tiles == 0) return;
@@ -324,6 +357,31 @@ void conv_launch_implicit_gemm(const char* name, const char* reduce_name, const 
            static_cast<const T*>(partial), plan.splits);
   }
 }
+
+// Visitor for conv2d_<pass>_workspace_bytes: the bytes the variant needs.
+struct ConvWorkspaceBytes {
+  ConvSplitTarget target;
+
+  template <typename Pass, typename Tile>
+  std::size_t operator()(const Pass& pass, Tile, const char*) const {
+    return conv_implicit_gemm_workspace_bytes(pass, conv_implicit_gemm_plan<Tile>(pass, target));
+  }
+};
+
+// Visitor for conv2d_<pass>_variant: the kernel name less its
+// "conv2d_<pass>_" prefix (e.g. "implicit_gemm_3x3"), with "+split_k" when
+// the reduction is split.
+struct ConvVariantName {
+  ConvSplitTarget target;
+  const char* prefix;  // "conv2d_<pass>_"
+
+  template <typename Pass, typename Tile>
+  std::string operator()(const Pass& pass, Tile, const char* kernel_name) const {
+    const std::string variant = std::string(kernel_name).substr(std::strlen(prefix));
+    const bool split = conv_implicit_gemm_plan<Tile>(pass, target).splits > 1;
+    return split ? variant + "+split_k" : variant;
+  }
+};
 
 }  // namespace dc
 

@@ -36,13 +36,10 @@ struct ConvDgradGradLoader {
   __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t m) {
     const ConvParams& p = pass.params;
     valid = m < p.input_pixels();
-    const std::int64_t mm = valid ? m : 0;
-    const std::int64_t n = mm / p.input_plane();
-    const int hw = static_cast<int>(mm - n * p.input_plane());
-    const int h = hw / p.W;
-    hp = h + p.pad_h;
-    wp = hw - h * p.W + p.pad_w;
-    grad = pass.dy + (n * p.K + std::int64_t(group) * p.group_filters()) * p.output_plane();
+    const ConvPixel px = conv_pixel(m, p.input_pixels(), p.input_plane(), p.W);
+    hp = px.row + p.pad_h;
+    wp = px.col + p.pad_w;
+    grad = pass.dy + (px.n * p.K + std::int64_t(group) * p.group_filters()) * p.output_plane();
   }
 
   template <typename Pass, int kCount>
@@ -53,11 +50,10 @@ struct ConvDgradGradLoader {
     const int sh = kStride ? kStride : p.stride_h;
     const int sw = kStride ? kStride : p.stride_w;
     const int P = p.P, Q = p.Q;
-    int f = k / (R * S);
-    int rs = k - f * (R * S);
-    int r = rs / S;
-    int s = rs - r * S;
-    const T* plane = grad + f * p.output_plane();
+    const ConvTap tap = conv_tap(k, R, S);  // tap.c: the filter
+    int r = tap.r;
+    int s = tap.s;
+    const T* plane = grad + tap.c * p.output_plane();
 #pragma unroll
     for (int i = 0; i < kCount; ++i) {
       const int hs = hp - r, ws = wp - s;  // p*sh, q*sw if this tap lands
@@ -82,10 +78,8 @@ struct ConvDgradGradLoader {
 };
 
 // Stride 1 only: dy gathered in runs, for one reduction step (f, r, s),
-// kCount consecutive input pixels from m_first on (ConvTileLoadRuns; see
-// ConvFpropImageRunLoader, whose emulator-side reasoning applies). Input
-// (h, w) reads dy (h + pad_h - r, w + pad_w - s), so each input-row segment
-// is one masked copy of a dy row.
+// kCount consecutive input pixels from m_first on (ConvTileLoadRuns; the
+// walk is conv_gather_run's, as for ConvFpropImageRunLoader).
 template <typename T, int kR, int kS>
 struct ConvDgradGradRunLoader {
   static constexpr bool kRuns = true;
@@ -98,53 +92,25 @@ struct ConvDgradGradRunLoader {
   __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t m) {
     const ConvParams& p = pass.params;
     m_first = m;
-    const std::int64_t mm = m < p.input_pixels() ? m : 0;
-    const std::int64_t n = mm / p.input_plane();
-    const int hw = static_cast<int>(mm - n * p.input_plane());
-    h0 = hw / p.W;
-    w0 = hw - h0 * p.W;
-    grad = pass.dy + (n * p.K + std::int64_t(group) * p.group_filters()) * p.output_plane();
+    const ConvPixel px = conv_pixel(m, p.input_pixels(), p.input_plane(), p.W);
+    h0 = px.row;
+    w0 = px.col;
+    grad = pass.dy + (px.n * p.K + std::int64_t(group) * p.group_filters()) * p.output_plane();
   }
 
   template <typename Pass, int kCount>
   __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
     const ConvParams& p = pass.params;
-    const int R = kR ? kR : p.R;
-    const int S = kS ? kS : p.S;
-    const std::int64_t left = p.input_pixels() - m_first;
-    const int count = k >= k_end || left <= 0 ? 0 : (left < kCount ? int(left) : kCount);
-    const int f = k / (R * S);
-    const int rs = k - f * (R * S);
-    const int r = rs / S;
-    const int s = rs - r * S;
-    const std::int64_t image_stride = std::int64_t(p.K) * p.output_plane();
-    const T* channel = grad + f * p.output_plane();
-    int h = h0, w = w0;
-    int i = 0;
-    while (i < count) {
-      const int seg = min(count - i, p.W - w);  // pixels left in this input row
-      const int op = h + p.pad_h - r;
-      if (op < 0 || op >= p.P) {
-        for (int j = 0; j < seg; ++j) out[i + j] = T(0);
-      } else {
-        const T* row = channel + op * p.Q;
-        const int q0 = w + p.pad_w - s;
-        for (int j = 0; j < seg; ++j) {
-          const int q = q0 + j;
-          out[i + j] = q >= 0 && q < p.Q ? row[q] : T(0);
-        }
-      }
-      i += seg;
-      w += seg;
-      if (w == p.W) {
-        w = 0;
-        if (++h == p.H) {
-          h = 0;
-          channel += image_stride;
-        }
-      }
-    }
-    for (; i < kCount; ++i) out[i] = T(0);
+    const ConvTap tap = conv_tap(k, kR ? kR : p.R, kS ? kS : p.S);  // tap.c: the filter
+    // Input pixel (h, w) reads dy (h + pad_h - r, w + pad_w - s).
+    ConvRunWalk walk;
+    walk.rows = p.H, walk.cols = p.W;
+    walk.src_rows = p.P, walk.src_cols = p.Q;
+    walk.row_step = 1, walk.col_step = 1;
+    walk.row_shift = p.pad_h - tap.r, walk.col_shift = p.pad_w - tap.s;
+    walk.image_stride = std::int64_t(p.K) * p.output_plane();
+    conv_gather_run(walk, grad + tap.c * p.output_plane(), h0, w0,
+                    conv_run_count<kCount>(m_first, p.input_pixels(), k, k_end), out);
   }
 };
 

@@ -98,16 +98,12 @@ struct ConvFpropImageLoader {
   __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t m) {
     const ConvParams& p = pass.params;
     valid = m < p.output_pixels();
-    const std::int64_t mm = valid ? m : 0;
-    const std::int64_t n = mm / p.output_plane();
-    const int pq = static_cast<int>(mm - n * p.output_plane());
-    const int op = pq / p.Q;
-    const int oq = pq - op * p.Q;
+    const ConvPixel px = conv_pixel(m, p.output_pixels(), p.output_plane(), p.Q);
     const int sh = kStride ? kStride : p.stride_h;
     const int sw = kStride ? kStride : p.stride_w;
-    h0 = op * sh - p.pad_h;
-    w0 = oq * sw - p.pad_w;
-    image = pass.x + (n * p.C + std::int64_t(group) * p.group_channels()) * p.input_plane();
+    h0 = px.row * sh - p.pad_h;
+    w0 = px.col * sw - p.pad_w;
+    image = pass.x + (px.n * p.C + std::int64_t(group) * p.group_channels()) * p.input_plane();
   }
 
   template <typename Pass, int kCount>
@@ -116,11 +112,10 @@ struct ConvFpropImageLoader {
     const int R = kR ? kR : p.R;
     const int S = kS ? kS : p.S;
     const int H = p.H, W = p.W;
-    int c = k / (R * S);
-    int rs = k - c * (R * S);
-    const T* plane = image + c * p.input_plane();
-    int r = rs / S;
-    int s = rs - r * S;
+    const ConvTap tap = conv_tap(k, R, S);
+    const T* plane = image + tap.c * p.input_plane();
+    int r = tap.r;
+    int s = tap.s;
 #pragma unroll
     for (int i = 0; i < kCount; ++i) {
       const int h = h0 + r, w = w0 + s;
@@ -138,10 +133,9 @@ struct ConvFpropImageLoader {
 };
 
 // x gathered in runs: for one reduction step (c, r, s), kCount consecutive
-// output pixels from m_first on (ConvTileLoadRuns). Within one output row
-// the pixels read one image row, so each row segment is a short masked copy
-// (contiguous at stride 1) rather than kCount scattered reads; the launcher
-// uses it on the emulator, where that is 2x cheaper, and keeps the per-pixel
+// output pixels from m_first on (ConvTileLoadRuns; the walk is
+// conv_gather_run's). The launcher uses it on the emulator, where row copies
+// are 2x cheaper than kCount scattered reads, and keeps the per-pixel
 // ConvFpropImageLoader on a GPU, where a warp's pixels coalesce instead.
 template <typename T, int kR, int kS, int kStride>
 struct ConvFpropImageRunLoader {
@@ -155,55 +149,26 @@ struct ConvFpropImageRunLoader {
   __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t m) {
     const ConvParams& p = pass.params;
     m_first = m;
-    const std::int64_t mm = m < p.output_pixels() ? m : 0;
-    const std::int64_t n = mm / p.output_plane();
-    const int pq = static_cast<int>(mm - n * p.output_plane());
-    op0 = pq / p.Q;
-    oq0 = pq - op0 * p.Q;
-    image = pass.x + (n * p.C + std::int64_t(group) * p.group_channels()) * p.input_plane();
+    const ConvPixel px = conv_pixel(m, p.output_pixels(), p.output_plane(), p.Q);
+    op0 = px.row;
+    oq0 = px.col;
+    image = pass.x + (px.n * p.C + std::int64_t(group) * p.group_channels()) * p.input_plane();
   }
 
   template <typename Pass, int kCount>
   __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
     const ConvParams& p = pass.params;
-    const int R = kR ? kR : p.R;
-    const int S = kS ? kS : p.S;
-    const int sh = kStride ? kStride : p.stride_h;
-    const int sw = kStride ? kStride : p.stride_w;
-    const std::int64_t left = p.output_pixels() - m_first;
-    const int count = k >= k_end || left <= 0 ? 0 : (left < kCount ? int(left) : kCount);
-    const int c = k / (R * S);
-    const int rs = k - c * (R * S);
-    const int r = rs / S;
-    const int s = rs - r * S;
-    const std::int64_t image_stride = std::int64_t(p.C) * p.input_plane();
-    const T* channel = image + c * p.input_plane();
-    int op = op0, oq = oq0;
-    int i = 0;
-    while (i < count) {
-      const int seg = min(count - i, p.Q - oq);  // pixels left in this output row
-      const int h = op * sh - p.pad_h + r;
-      if (h < 0 || h >= p.H) {
-        for (int j = 0; j < seg; ++j) out[i + j] = T(0);
-      } else {
-        const T* row = channel + h * p.W;
-        const int w0 = oq * sw - p.pad_w + s;
-        for (int j = 0; j < seg; ++j) {
-          const int w = w0 + j * sw;
-          out[i + j] = w >= 0 && w < p.W ? row[w] : T(0);
-        }
-      }
-      i += seg;
-      oq += seg;
-      if (oq == p.Q) {
-        oq = 0;
-        if (++op == p.P) {
-          op = 0;
-          channel += image_stride;
-        }
-      }
-    }
-    for (; i < kCount; ++i) out[i] = T(0);
+    const ConvTap tap = conv_tap(k, kR ? kR : p.R, kS ? kS : p.S);
+    // Output pixel (op, oq) reads x (op*sh - pad_h + r, oq*sw - pad_w + s).
+    ConvRunWalk walk;
+    walk.rows = p.P, walk.cols = p.Q;
+    walk.src_rows = p.H, walk.src_cols = p.W;
+    walk.row_step = kStride ? kStride : p.stride_h;
+    walk.col_step = kStride ? kStride : p.stride_w;
+    walk.row_shift = tap.r - p.pad_h, walk.col_shift = tap.s - p.pad_w;
+    walk.image_stride = std::int64_t(p.C) * p.input_plane();
+    conv_gather_run(walk, image + tap.c * p.input_plane(), op0, oq0,
+                    conv_run_count<kCount>(m_first, p.output_pixels(), k, k_end), out);
   }
 };
 

@@ -1,46 +1,34 @@
 // Launcher for the wgrad pass (and the bias gradient) of kernels/conv.cuh.
 #include <cstddef>
-#include <stdexcept>
 #include <string>
 
 #include "common/launch.cuh"
 #include "kernels/conv.cuh"
 #include "ops/conv.h"
+#include "ops/conv_tiles.cuh"
 
 namespace dc::ops {
 namespace {
 
 // wgrad's GEMM is small (K/g x C/g*R*S) and its reduction (N*P*Q) long, so
 // split-K does most of the work of filling the device: the reduction is cut
-// into fixed chunks until about kTargetBlocks blocks run. Tiles as for fprop
-// (ops/conv_fprop.cu).
+// into fixed chunks until about kSplitTarget.blocks blocks run. The tile is
+// the general one of ops/conv_tiles.cuh.
 #if defined(__CUDACC__)
-template <typename T>
-struct WgradTiles {
-  using Conv = ConvTile<128, 64, 8, 8, 8, 3>;  // 3 per SM: up to 168 registers (see fprop)
-};
-template <>
-struct WgradTiles<double> {
-  using Conv = ConvTile<64, 64, 8, 4, 4, 2>;
-};
-constexpr int kTargetBlocks = 264;
-constexpr int kMinChunk = 512;
+constexpr ConvSplitTarget kSplitTarget{264, 512};
 constexpr int kBiasThreads = 256;
 #else
-template <typename T>
-struct WgradTiles {
-  using Conv = ConvTile<128, 64, 32, 8, 16>;
-};
-constexpr int kTargetBlocks = 16;
-constexpr int kMinChunk = 2048;
+constexpr ConvSplitTarget kSplitTarget{16, 2048};
 constexpr int kBiasThreads = 64;
 #endif
 
-template <typename T>
-ConvWgradPass<T> wgrad_pass(const ConvParams& p) {
-  const std::string why = conv_check_params(p);
-  if (!why.empty()) throw std::invalid_argument("conv2d_wgrad: " + why);
-  return ConvWgradPass<T>{p};
+// Calls visit(pass, tile, kernel name) with wgrad's one variant, like the
+// other launchers' visit_<pass>_variant.
+template <typename T, typename Visit>
+auto visit_wgrad_variant(const ConvParams& p, Visit&& visit) {
+  conv_require_well_formed(p, "conv2d_wgrad");
+  return visit(ConvWgradPass<T>{p}, typename ConvTiles<T>::General{},
+               "conv2d_wgrad_implicit_gemm");
 }
 
 }  // namespace
@@ -48,14 +36,13 @@ ConvWgradPass<T> wgrad_pass(const ConvParams& p) {
 template <typename T>
 void conv2d_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, T* db, void* workspace,
                   std::size_t workspace_bytes, Stream s) {
-  using Tile = typename WgradTiles<T>::Conv;
-  ConvWgradPass<T> pass = wgrad_pass<T>(p);
-  pass.x = x;
-  pass.dy = dy;
-  pass.out = dw;
-  const ConvSplitPlan plan = conv_implicit_gemm_plan<Tile>(pass, kTargetBlocks, kMinChunk);
-  conv_launch_implicit_gemm<Tile>("conv2d_wgrad_implicit_gemm", "conv2d_wgrad_split_reduce", pass,
-                                  plan, workspace, workspace_bytes, s);
+  visit_wgrad_variant<T>(p, [&](auto pass, auto tile, const char* name) {
+    pass.x = x;
+    pass.dy = dy;
+    pass.out = dw;
+    conv_launch_implicit_gemm<decltype(tile)>(name, "conv2d_wgrad_split_reduce", pass,
+                                              kSplitTarget, workspace, workspace_bytes, s);
+  });
   if (db != nullptr) {
     const LaunchConfig cfg{dim3(static_cast<unsigned int>(p.K)), dim3(kBiasThreads), 0, s};
     launch(conv_bias_grad_kernel<T, kBiasThreads>, "conv2d_bias_grad", cfg, dy, db, p.N, p.K,
@@ -65,18 +52,12 @@ void conv2d_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, T* db, vo
 
 template <typename T>
 std::size_t conv2d_wgrad_workspace_bytes(const ConvParams& p) {
-  using Tile = typename WgradTiles<T>::Conv;
-  const ConvWgradPass<T> pass = wgrad_pass<T>(p);
-  return conv_implicit_gemm_workspace_bytes(
-      pass, conv_implicit_gemm_plan<Tile>(pass, kTargetBlocks, kMinChunk));
+  return visit_wgrad_variant<T>(p, ConvWorkspaceBytes{kSplitTarget});
 }
 
 template <typename T>
 std::string conv2d_wgrad_variant(const ConvParams& p) {
-  using Tile = typename WgradTiles<T>::Conv;
-  const ConvWgradPass<T> pass = wgrad_pass<T>(p);
-  const ConvSplitPlan plan = conv_implicit_gemm_plan<Tile>(pass, kTargetBlocks, kMinChunk);
-  return plan.splits > 1 ? "implicit_gemm+split_k" : "implicit_gemm";
+  return visit_wgrad_variant<T>(p, ConvVariantName{kSplitTarget, "conv2d_wgrad_"});
 }
 
 template void conv2d_wgrad<float>(const ConvParams&, const float*, const float*, float*, float*,
