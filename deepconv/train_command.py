@@ -124,11 +124,15 @@ def _train(args, comm) -> int:
             where = f"{size} MPI ranks, device {device} on rank 0"
         else:
             strategy, where = None, f"device {device}"
+        # pin_memory: batches land in reused (page-locked on CUDA) host buffers;
+        # fit is done with batch k before it asks for k + 2, their lifetime.
         train_loader = datasets.DataLoader(train_set, args.batch_size, shuffle=True,
                                            seed=args.seed, num_workers=args.workers,
-                                           shard=(rank, size) if comm is not None else None)
+                                           shard=(rank, size) if comm is not None else None,
+                                           pin_memory=True)
         # digits: the whole test set in one batch; images: training-sized batches
-        test_loader = datasets.DataLoader(test_set, 500 if data_info is None else args.batch_size)
+        test_loader = datasets.DataLoader(test_set, 500 if data_info is None else args.batch_size,
+                                          pin_memory=True)
         optimizer = SGD(model, args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
         schedule = StepLR(optimizer, args.lr_step, args.lr_gamma) if args.lr_step > 0 else None
     except (ImportError, ValueError, TypeError) as exc:
