@@ -36,6 +36,7 @@ import numpy as np
 from deepconv.backend import asarray, device as _device, device_of
 from deepconv.checkpoint import load_checkpoint, save_checkpoint
 from deepconv.nn import Dropout, SoftmaxCrossEntropy
+from deepconv.nn.loss import NonFiniteLoss, finite_loss
 from deepconv.ops import topk_error
 
 __all__ = ["LOG_COLUMNS", "TrainingDiverged", "evaluate", "fit"]
@@ -155,35 +156,24 @@ def fit(model, optimizer, train_loader, val_loader, epochs, device, out_dir, sch
         progress.note(f"resumed from {paths['checkpoint']} at epoch {run['epoch']}, "
                       f"step {run['step']}")
 
-    criterion = SoftmaxCrossEntropy()
+    stepper = _OneDevice(model, dev) if strategy is None else strategy
     metric_step = _takes_metric(schedule)
     steps_per_epoch = _length(train_loader)
     start_epoch, started = run["epoch"], time.perf_counter()
     for epoch in range(start_epoch, epochs):
-        (strategy or model).train()
+        stepper.train()
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         for i, (x, y) in enumerate(train_loader, 1):
-            if strategy is None:
-                x, y = asarray(x, device=dev), asarray(y, device=dev)
-                loss = float(criterion.forward(model.forward(x), y))
-                if not math.isfinite(loss):
-                    progress.end()
-                    raise TrainingDiverged(
-                        f"the training loss became {loss} at {_position(epoch, run, i, optimizer)}"
-                        f"; lower the learning rate. {_last_good(paths)}")
-                model.backward(criterion.backward())
-                optimizer.step()
-                batch = x.shape[0]
-            else:
-                try:  # the strategy checks the global loss before any update
-                    loss = float(strategy.train_step(x, y, optimizer))
-                except FloatingPointError as exc:
-                    progress.end()
-                    raise TrainingDiverged(f"{exc} (at {_position(epoch, run, i, optimizer)}). "
-                                           f"{_last_good(paths)}") from None
-                batch = getattr(strategy, "last_batch_size", 0) or x.shape[0]
+            try:  # every step checks the (global) loss before any update
+                loss = float(stepper.train_step(x, y, optimizer))
+            except NonFiniteLoss as exc:
+                progress.end()
+                raise TrainingDiverged(
+                    f"the training loss became {exc.loss} at {_position(epoch, run, i, optimizer)}"
+                    f"; lower the learning rate. {_last_good(paths)}") from None
+            batch = getattr(stepper, "last_batch_size", 0) or x.shape[0]
             run["step"] += 1
             seen += batch
             loss_sum += loss * batch
@@ -223,6 +213,29 @@ def fit(model, optimizer, train_loader, val_loader, epochs, device, out_dir, sch
     best = next((r for r in rows if r["epoch"] == run["best_epoch"]), None)
     return {"history": rows, "best": best, "final": rows[-1] if rows else None,
             "epochs_trained": max(0, epochs - start_epoch)}
+
+
+class _OneDevice:
+    """The plain step on one device, in the shape of the strategies
+    (:class:`~deepconv.parallel.DataParallel`...) so that ``fit`` has one
+    loop: forward, loss (checked finite), backward, ``optimizer.step()``."""
+
+    def __init__(self, model, device):
+        self.module, self.device = model, device
+        self.criterion = SoftmaxCrossEntropy()
+        self.last_batch_size = 0
+
+    def train(self, mode=True):
+        self.module.train(mode)
+        return self
+
+    def train_step(self, x, y, optimizer) -> float:
+        x, y = asarray(x, device=self.device), asarray(y, device=self.device)
+        loss = finite_loss(self.criterion.forward(self.module.forward(x), y))
+        self.module.backward(self.criterion.backward())
+        optimizer.step()
+        self.last_batch_size = x.shape[0]
+        return loss
 
 
 def _position(epoch, run, batch, optimizer) -> str:

@@ -141,7 +141,7 @@ def test_a_diverging_data_parallel_fit_stops_before_updating(tmp_path):
 
     mpi_worker.train(two_devices, tmp_path, epochs=1)
     before = (tmp_path / "checkpoint.safetensors").read_bytes()
-    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf).*\(at epoch 1, step"):
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, step"):
         mpi_worker.train(two_devices, tmp_path, lr=1e30)
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == before
 

@@ -3,10 +3,29 @@ ops."""
 
 from __future__ import annotations
 
+import math
+
 from deepconv.nn.layer import Layer, check_input
 from deepconv.ops import softmax_cross_entropy, softmax_cross_entropy_backward
 
-__all__ = ["SoftmaxCrossEntropy"]
+__all__ = ["NonFiniteLoss", "SoftmaxCrossEntropy", "finite_loss"]
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or infinite (``.loss`` is the value)."""
+
+    def __init__(self, loss):
+        super().__init__(f"the training loss became {loss}; lower the learning rate")
+        self.loss = loss
+
+
+def finite_loss(loss) -> float:
+    """``float(loss)``; :class:`NonFiniteLoss` if it is NaN or infinite (so
+    a training step can stop before it updates any weight)."""
+    value = float(loss)
+    if not math.isfinite(value):
+        raise NonFiniteLoss(value)
+    return value
 
 
 class SoftmaxCrossEntropy(Layer):

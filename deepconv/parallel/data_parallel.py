@@ -33,13 +33,13 @@ trains differently (still correctly) from its one-device self.
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 
 from deepconv.backend import asarray, backend_for, device_of, is_array, to_device
 from deepconv.backend import device as _device
 from deepconv.nn import Layer, SoftmaxCrossEntropy
+from deepconv.nn.loss import finite_loss
 
 __all__ = ["DataParallel", "data_parallel_step_bytes", "shard_sizes"]
 
@@ -183,9 +183,7 @@ class DataParallel:
         :meth:`forward_backward`, :meth:`reduce_gradients`,
         ``optimizer.step()`` (over :attr:`module`), :meth:`broadcast_parameters`.
         Returns the global mean loss."""
-        loss = self.forward_backward(x, y)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {loss}; lower the learning rate")
+        loss = finite_loss(self.forward_backward(x, y))
         self.reduce_gradients()
         optimizer.step()
         self.broadcast_parameters()

@@ -47,6 +47,7 @@ import numpy as np
 
 from deepconv.backend import asarray, backend_for, device_of, empty, is_array
 from deepconv.nn import Layer, SoftmaxCrossEntropy
+from deepconv.nn.loss import finite_loss
 
 __all__ = ["DistributedDataParallel", "launched_world_size", "mpi_world", "run_or_abort"]
 
@@ -251,9 +252,7 @@ class DistributedDataParallel:
         ``optimizer.step()`` on rank 0, :meth:`broadcast_parameters`.
         Returns the global mean loss; FloatingPointError on every rank if
         it is not finite (before any weight changes)."""
-        loss = self.forward_backward(x, y)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {loss}; lower the learning rate")
+        loss = finite_loss(self.forward_backward(x, y))
         self.reduce_gradients()
         if self.rank == 0:
             optimizer.step()

@@ -42,13 +42,13 @@ before they are summed (a multiplication by 0 / 1, or by the kept scale).
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 
 from deepconv.backend import asarray, backend_for, to_device, to_numpy
 from deepconv.backend import device as _device
 from deepconv.nn import Dropout, Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy
+from deepconv.nn.loss import finite_loss
 from deepconv.parallel.data_parallel import DataParallel, shard_sizes
 from deepconv.parallel.placement import hybrid_step_bytes
 
@@ -322,9 +322,7 @@ class Hybrid:
         """One SGD step on the global batch: :meth:`forward_backward`, conv
         gradients summed onto the first device, ``optimizer.step()`` (over
         this object), conv weights broadcast. Returns the global mean loss."""
-        loss = self.forward_backward(x, y)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {loss}; lower the learning rate")
+        loss = finite_loss(self.forward_backward(x, y))
         self.conv.reduce_gradients()
         optimizer.step()
         self.conv.broadcast_parameters()
