@@ -92,6 +92,11 @@ class TorchReference:
     """torch.nn.functional on the given device, or None when torch is absent."""
 
     def __init__(self, device):
+        # PyTorch's OpenMP threads spin after each call by default, taking the
+        # cores from the emulator's workers that run next in this process
+        # (deepconv measured at about half its speed); they must sleep. Set
+        # before torch loads its OpenMP runtime, which reads it once.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch  # noqa: PLC0415 - optional
 
         self.torch = torch

@@ -269,7 +269,7 @@ def test_bitwise_repeatable(dtype, problem, rng):
 # One problem per kernel variant: 3x3 (narrow and wide tiles), general,
 # stride-1 dgrad, fc, split-K.
 RACE_PROBLEMS = ["3x3_groups2", "odd_hw_stride2", "1x1", "fc_groups2", "fc_split_k",
-                 "wgrad_split_k", "dgrad_split_k", "3x3_wide"]
+                 "wgrad_split_k", "dgrad_split_k", "3x3_wide", "k_not_tile_multiple"]
 
 
 @pytest.mark.parametrize("problem", RACE_PROBLEMS)

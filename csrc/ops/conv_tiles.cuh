@@ -19,7 +19,12 @@
 // GEMM has no more (small images). Measured side by side on the 2-core dev
 // box (fprop, x (4, 128, 28, 28), w (128, 128, 3, 3)): 64x64 blocks with
 // 8x8 tiles 6.5 GFLOP/s under load; 128x128 with 8x16 tiles and run loads
-// ~100 quiet.
+// ~100 quiet. The float 3x3 variant goes one step further where the
+// reduction is long enough (>= 128 steps): 64-deep stages, in 256x64 or
+// 128x128 blocks, 8-21% faster fprop and dgrad on CIFAR- and VGG-sized
+// layers (dev/conv3x3_tiles; dev/README.md); VGG's 14x14 fprop at batch 1
+// moved -11% .. +14% between runs (noise or a small loss). 8x32 register
+// tiles (half the threads) were 25-65% slower, 16x16 ones 0-45%.
 //
 // The fully connected variants have short GEMM columns (M = batch), so their
 // tiles are short in M and wide in N.
@@ -60,13 +65,18 @@ constexpr ConvSplitTarget kConvSplitTarget{264, 256};
 #else
 template <typename T>
 struct ConvTiles {
-  using Conv3x3 = ConvTile<128, 64, 32, 8, 16>;
-  using Conv3x3Wide = ConvTile<128, 128, 32, 8, 16>;
+  // float: 64-deep K stages, half the barriers of the 32-deep General ones
+  // (which the 3x3 variant falls back to when the reduction is short, see
+  // visit_conv_3x3_tile). double keeps 32-deep 128-row tiles: 64-deep ones
+  // would pass the 227 KiB of shared memory a block may have.
+  static constexpr bool kDeep = sizeof(T) <= 4;
+  using Conv3x3 = ConvTile<kDeep ? 256 : 128, 64, kDeep ? 64 : 32, 8, 16>;
+  using Conv3x3Wide = ConvTile<128, 128, kDeep ? 64 : 32, 8, 16>;
   // Small images (VGG at 32x32 reaches 4x4 and 2x2): GEMM rows M <= 64 / 32.
   using Conv3x3Short = ConvTile<64, 128, 32, 8, 16>;
   using Conv3x3Tiny = ConvTile<32, 128, 32, 8, 16>;
-  using General = Conv3x3;
-  using GeneralWide = Conv3x3Wide;
+  using General = ConvTile<128, 64, 32, 8, 16>;
+  using GeneralWide = ConvTile<128, 128, 32, 8, 16>;
   using Fc = ConvTile<16, 128, 32, 4, 16>;
 };
 constexpr ConvSplitTarget kConvSplitTarget{16, 2048};
@@ -75,12 +85,21 @@ constexpr ConvSplitTarget kConvSplitTarget{16, 2048};
 // Calls visit(pass, tile, name) with the 3x3 variant's tile for `pass`
 // (fprop or dgrad): short tiles when the whole GEMM has at most 32 or 64
 // rows (small images), wide ones when it has more than 64 columns (filters
-// for fprop, input channels for dgrad, per group).
+// for fprop, input channels for dgrad, per group); on the emulator, the
+// 32-deep General ones when the reduction has under 128 steps.
 template <typename T, typename Pass, typename Visit>
 auto visit_conv_3x3_tile(const Pass& pass, const char* name, Visit&& visit) {
   using Tiles = ConvTiles<T>;
   if (pass.gemm_m() <= 32) return visit(pass, typename Tiles::Conv3x3Tiny{}, name);
   if (pass.gemm_m() <= 64) return visit(pass, typename Tiles::Conv3x3Short{}, name);
+#if !defined(__CUDACC__)
+  // A short reduction (fprop of an RGB image: 27 steps) would be mostly
+  // padding in a 64-deep stage: 9% slower than the 32-deep tiles, measured.
+  if (pass.gemm_k() < 128) {
+    if (pass.gemm_n() > 64) return visit(pass, typename Tiles::GeneralWide{}, name);
+    return visit(pass, typename Tiles::General{}, name);
+  }
+#endif
   if (pass.gemm_n() > 64) return visit(pass, typename Tiles::Conv3x3Wide{}, name);
   return visit(pass, typename Tiles::Conv3x3{}, name);
 }
