@@ -46,6 +46,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MODEL_PREFIX",
     "atomic_write",
+    "atomic_write_json",
     "load_checkpoint",
     "load_file",
     "read_header",
@@ -137,6 +138,13 @@ def atomic_write(path, write) -> None:
             pass
         raise
     _fsync_directory(directory)
+
+
+def atomic_write_json(path, data) -> None:
+    """``data`` as indented JSON text (UTF-8, newline-terminated) at
+    ``path``, through :func:`atomic_write`."""
+    text = json.dumps(data, indent=1) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _fsync_directory(directory: str) -> None:

@@ -20,13 +20,12 @@ enters the network.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import numpy as np
 
-from deepconv.checkpoint import atomic_write
+from deepconv.checkpoint import atomic_write, atomic_write_json
 from deepconv.command_common import (
     UsageError,
     at_least,
@@ -231,6 +230,5 @@ def _save_png(out, name, image) -> str:
 
 def _save_json(out, name, data) -> str:
     path = os.path.join(out, name)
-    text = json.dumps(data, indent=1) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write_json(path, data)
     return path

@@ -61,11 +61,10 @@ def load_image(path) -> np.ndarray:
 def write_class_index(path, classes):
     """Write ``classes`` (class names, in index order) as JSON: an object
     ``{"name": index, ...}``."""
-    from deepconv.checkpoint import atomic_write  # (deepconv.checkpoint imports the backends)
+    from deepconv.checkpoint import atomic_write_json  # (it imports the backends)
 
     classes = _class_names(classes, "classes")
-    text = json.dumps({name: i for i, name in enumerate(classes)}, indent=1) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write_json(path, {name: i for i, name in enumerate(classes)})
 
 
 def read_class_index(path) -> list:

@@ -116,10 +116,9 @@ def _evenly_spaced(count, most):
 
 def write_data_info(path, info) -> None:
     """``info`` (:attr:`FolderSets.info`) as JSON at ``path``, atomically."""
-    from deepconv.checkpoint import atomic_write
+    from deepconv.checkpoint import atomic_write_json
 
-    text = json.dumps(info, indent=1) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write_json(path, info)
 
 
 def read_data_info(path) -> dict:
