@@ -30,6 +30,7 @@ from deepconv.backend.emu import (
     MisalignedAccessError,
 )
 from deepconv import models, nn, ops, optim
+from deepconv.interop.dlpack import from_dlpack
 
 __all__ = [
     "BarrierDivergenceError",
@@ -45,6 +46,7 @@ __all__ = [
     "device_of",
     "devices",
     "empty",
+    "from_dlpack",
     "models",
     "nn",
     "ops",

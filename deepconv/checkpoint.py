@@ -25,7 +25,8 @@ is an error rather than a silently different model.
 Saving is atomic: the file is written under a temporary name in the same
 directory, flushed and fsync'ed, renamed over the target, and the directory
 fsync'ed. A crash (or SIGKILL) at any moment leaves either the previous file
-or the new one, never a mix; at worst a stray ``.<name>.*.tmp`` file stays.
+or the new one, never a mix; at worst a stray ``.<name>.*.tmp`` file stays,
+which the next save of that name removes once it is STALE_SECONDS old.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
+import time
 
 import numpy as np
 
@@ -121,9 +124,12 @@ def _bytes_of(arr: np.ndarray) -> memoryview:
 def atomic_write(path, write) -> None:
     """Write ``path`` all or nothing: ``write(f)`` fills a temporary file
     beside it (binary), which is fsynced and renamed over ``path``. A crash
-    at any moment leaves either the old file or the new one, never a part."""
+    at any moment leaves either the old file or the new one, never a part;
+    the temporary file a crash leaves behind is removed by a later save of
+    the same path (:func:`_remove_stale_temporaries`)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    _remove_stale_temporaries(directory, os.path.basename(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -138,6 +144,32 @@ def atomic_write(path, write) -> None:
             pass
         raise
     _fsync_directory(directory)
+
+
+# tempfile.mkstemp's names: prefix, 8 characters of this alphabet, suffix.
+_TEMPORARY_NAME = r"\.{}\.[a-z0-9_]{{8}}\.tmp"
+STALE_SECONDS = 600  # a save writes or renames its file well within this
+
+
+def _remove_stale_temporaries(directory, basename):
+    """Delete ``.<basename>.XXXXXXXX.tmp`` files (our naming) left by a
+    crashed save. Only those untouched for STALE_SECONDS: a fresh one may
+    belong to a save running now in another process."""
+    pattern = re.compile(_TEMPORARY_NAME.format(re.escape(basename)))
+    now = time.time()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not pattern.fullmatch(name):
+            continue
+        full = os.path.join(directory, name)
+        try:
+            if now - os.lstat(full).st_mtime > STALE_SECONDS:
+                os.unlink(full)
+        except OSError:
+            pass  # gone already, or not ours to remove
 
 
 def atomic_write_json(path, data) -> None:
@@ -166,6 +198,17 @@ def _fail(path, what):
     raise ValueError(f"{path}: {what}")
 
 
+def _parse_json(path, text, where, what=None):
+    """``json.loads(text)``; a ValueError naming the file and ``where`` if it
+    is not JSON or is nested deeper than Python's recursion limit."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(path, f"{what or 'corrupted metadata: ' + where} is not JSON ({exc})")
+    except RecursionError:
+        _fail(path, f"corrupted: {where} is JSON nested too deeply to read")
+
+
 def _read_header(f, path, size):
     if size < 8:
         _fail(path, f"not a safetensors file: {size} bytes, too short for the 8-byte header "
@@ -176,9 +219,10 @@ def _read_header(f, path, size):
                     f"{size - 8} bytes that follow it")
     raw = f.read(n)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         _fail(path, f"not a safetensors file: its header is not UTF-8 JSON ({exc})")
+    header = _parse_json(path, text, "the header", "not a safetensors file: its header")
     if not isinstance(header, dict):
         _fail(path, f"not a safetensors file: the header is a JSON {type(header).__name__}, "
                     "not an object")
@@ -278,19 +322,19 @@ def load_file(path) -> tuple:
 def save_checkpoint(path, model, optimizer=None, schedule=None, state=None) -> None:
     """Save a training state to ``path`` (atomically).
 
-    ``model``: its ``parameters()`` are stored as tensors ``model.<name>``.
+    ``model``: its ``named_parameters()`` are stored as tensors ``model.<name>``.
     ``optimizer`` / ``schedule``: their ``state_dict()`` (arrays become
     tensors ``optimizer/<path>``; everything else JSON). ``state``: a
     JSON-serialisable dict of the caller's own counters (epoch, step,
     loader and dropout state, best error...), returned by
     :func:`load_checkpoint`.
     """
-    tensors = {MODEL_PREFIX + name: arr for name, arr in model.parameters()}
+    tensors = {MODEL_PREFIX + name: arr for name, arr in model.named_parameters()}
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "deepconv_version": deepconv.__version__,
-        "parameters": json.dumps([name for name, _ in model.parameters()]),
+        "parameters": json.dumps([name for name, _ in model.named_parameters()]),
         "state": json.dumps(state or {}, allow_nan=True),
     }
     if optimizer is not None:
@@ -308,7 +352,10 @@ def load_checkpoint(path, model=None, optimizer=None, schedule=None) -> dict:
     e.g. an optimiser, sees the new values); names, shapes and dtypes must
     match the checkpoint exactly. The optimiser's and schedule's states are
     rebuilt (arrays on the model's device) and handed to their
-    ``load_state_dict``. Nothing is changed unless the whole file is valid.
+    ``load_state_dict``. Nothing is changed unless the whole file is valid:
+    the model's tensors, and the optimiser's and schedule's sections through
+    their ``check_state_dict`` (where they have one), are all checked before
+    anything is copied. A bad entry raises ValueError naming the file and it.
     """
     path = os.fspath(path)
     tensors, meta = load_file(path)
@@ -318,32 +365,52 @@ def load_checkpoint(path, model=None, optimizer=None, schedule=None) -> dict:
     if meta.get("format_version") != FORMAT_VERSION:
         _fail(path, f"checkpoint format version {meta.get('format_version')!r}; this deepconv "
                     f"reads version {FORMAT_VERSION}")
-    try:
-        state = json.loads(meta.get("state", "{}"))
-        opt_state = json.loads(meta["optimizer"]) if "optimizer" in meta else None
-        sched_state = json.loads(meta["schedule"]) if "schedule" in meta else None
-    except json.JSONDecodeError as exc:
-        _fail(path, f"corrupted metadata: {exc}")
-    if optimizer is not None and opt_state is None:
-        _fail(path, "holds no optimiser state (saved without an optimizer)")
-    if schedule is not None and sched_state is None:
-        _fail(path, "holds no schedule state (saved without a schedule)")
-    if model is not None:
-        targets = _match_parameters(path, model, tensors)
-        device = device_of(targets[0][0]) if targets else None
-        for dst, host in targets:
-            _copy_into(dst, host)
-    else:
-        device = None
-    if optimizer is not None:
-        optimizer.load_state_dict(_unflatten(opt_state, tensors, device, path))
-    if schedule is not None:
-        schedule.load_state_dict(_unflatten(sched_state, tensors, device, path))
+    state = _parse_json(path, meta.get("state", "{}"), "metadata 'state'")
+    if not isinstance(state, dict):
+        _fail(path, f"corrupted metadata 'state': expected a JSON object, got a "
+                    f"{_json_kind(state)}")
+    sections = {}
+    for key, target in (("optimizer", optimizer), ("schedule", schedule)):
+        if target is None:
+            continue
+        if key not in meta:
+            _fail(path, _ABSENT[key])
+        skeleton = _parse_json(path, meta[key], f"metadata {key!r}")
+        _check_section(path, key, target, _unflatten(skeleton, tensors, None, path))
+        sections[key] = (target, skeleton)
+    targets = _match_parameters(path, model, tensors) if model is not None else []
+    # Everything is valid: copy.
+    for dst, host in targets:
+        _copy_into(dst, host)
+    device = device_of(targets[0][0]) if targets else None
+    for key, (target, skeleton) in sections.items():
+        target.load_state_dict(_unflatten(skeleton, tensors, device, path))
     return state
 
 
+_ABSENT = {"optimizer": "holds no optimiser state (saved without an optimizer)",
+           "schedule": "holds no schedule state (saved without a schedule)"}
+
+
+def _check_section(path, key, target, value):
+    """The optimiser's / schedule's own check of its state, its complaint
+    turned into a ValueError naming the file and the section."""
+    check = getattr(target, "check_state_dict", None)
+    if check is None:
+        return
+    try:
+        check(value)
+    except (ValueError, TypeError) as exc:
+        _fail(path, f"{key} section: {exc}")
+
+
+def _json_kind(value):
+    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
+
+
 def _match_parameters(path, model, tensors):
-    params = model.parameters()
+    params = model.named_parameters()
     stored = {k[len(MODEL_PREFIX):] for k in tensors if k.startswith(MODEL_PREFIX)}
     names = [name for name, _ in params]
     missing = [n for n in names if n not in stored]

@@ -196,7 +196,7 @@ def _dense_nets(dense, members, protocol, crop_size, in_channels) -> list:
 
 def model_input(model, x, dev):
     """``x`` (host images) as ``model``'s input: its parameters' dtype, on ``dev``."""
-    dtype = model.parameters()[0][1].dtype if model.parameters() else np.float32
+    dtype = model.parameters()[0].dtype if model.parameters() else np.float32
     return asarray(np.ascontiguousarray(x, dtype=dtype), device=dev)
 
 
@@ -222,7 +222,7 @@ def _dense_probs(dense, image, dev) -> np.ndarray:
 
 def _predict_one(model, dense, images, protocol, crop_size, device, batch_size) -> np.ndarray:
     """:func:`predict` for one network (``dense``: its dense network or None)."""
-    dev = _device(device) if device is not None else device_of(model.parameters()[0][1])
+    dev = _device(device) if device is not None else device_of(model.parameters()[0])
     nets = [model] + ([dense] if dense is not None else [])
     modes = [net.training for net in nets]
     for net in nets:
@@ -307,7 +307,7 @@ def evaluate(model, dataset, protocol="center", crop_size=224, scales=(256,), *,
     if preprocess is not None and not callable(preprocess):
         raise TypeError(f"preprocess: expected a callable or None, got {type(preprocess).__name__}")
     batch_size = check_int(batch_size, "batch_size")
-    dev = _device(device) if device is not None else device_of(members[0].parameters()[0][1])
+    dev = _device(device) if device is not None else device_of(members[0].parameters()[0])
     started = time.perf_counter()
     in_channels = np.asarray(dataset[0][0]).shape[0] if protocol in _DENSE else None
     dense = _dense_nets(None, members, protocol, crop_size, in_channels)

@@ -203,7 +203,7 @@ def extract_features(model, images_or_dataset, layer=None, *, batch_size=16, dev
     params = model.parameters() if hasattr(model, "parameters") else []
     if not params:
         raise ValueError("model: has no parameters (build it materialised and load its weights)")
-    dev = _device(device) if device is not None else device_of(params[0][1])
+    dev = _device(device) if device is not None else device_of(params[0])
     target = _target(model, layer)
     rows = []
     was_training = model.training
@@ -382,7 +382,7 @@ def first_conv_weight(model) -> np.ndarray:
                         f"{type(model).__name__}")
     if not convs:
         raise ValueError("model: no Conv2d layer reads the input images")
-    return np.concatenate([np.array(to_numpy(dict(c.parameters())["weight"])) for c in convs])
+    return np.concatenate([np.array(to_numpy(c.params["weight"])) for c in convs])
 
 
 def save_png(path, image) -> None:

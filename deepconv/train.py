@@ -39,7 +39,7 @@ from deepconv.nn import Dropout, SoftmaxCrossEntropy
 from deepconv.nn.loss import NonFiniteLoss, finite_loss
 from deepconv.ops import topk_error
 
-__all__ = ["LOG_COLUMNS", "TrainingDiverged", "evaluate", "fit"]
+__all__ = ["LOG_COLUMNS", "ResumeError", "TrainingDiverged", "evaluate", "fit"]
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
@@ -52,6 +52,11 @@ LOG_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_top1_error"
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class ResumeError(ValueError):
+    """``fit(..., resume=True)``: the checkpoint cannot be resumed from (its
+    message names the file and what is wrong)."""
 
 
 def evaluate(model, loader, device, k=5) -> dict:
@@ -122,7 +127,7 @@ def fit(model, optimizer, train_loader, val_loader, epochs, device, out_dir, sch
     dev = _device(device)
     epochs = _count(epochs, "epochs", 0)
     log_every = _count(log_every, "log_every", 1)
-    for name, arr in model.parameters():
+    for name, arr in model.named_parameters():
         if device_of(arr) != dev:
             raise ValueError(f"model: parameter {name!r} is on {device_of(arr)}, not on {dev}; "
                              "move the model with model.to(device) before building the optimizer")
@@ -144,14 +149,17 @@ def fit(model, optimizer, train_loader, val_loader, epochs, device, out_dir, sch
     if resume:
         if not os.path.exists(paths["checkpoint"]):
             raise FileNotFoundError(f"resume: no checkpoint to resume from at {paths['checkpoint']}")
-        state = load_checkpoint(paths["checkpoint"], model, optimizer, schedule)
-        run.update({k: state[k] for k in run if k in state})
-        for replica in replicas:
-            _set_dropout_steps(replica, state.get("dropout", {}))
+        try:
+            state = load_checkpoint(paths["checkpoint"], model, optimizer, schedule)
+            run.update({k: state[k] for k in run if k in state})
+            for replica in replicas:
+                _set_dropout_steps(replica, state.get("dropout", {}))
+            if "loader" in state and hasattr(train_loader, "load_state_dict"):
+                train_loader.load_state_dict(state["loader"])
+        except (ValueError, TypeError, KeyError, OSError) as exc:
+            raise ResumeError(f"resume: {exc}") from exc
         if strategy is not None:
             strategy.broadcast_parameters()
-        if "loader" in state and hasattr(train_loader, "load_state_dict"):
-            train_loader.load_state_dict(state["loader"])
         rows = [r for r in _read_jsonl(paths["jsonl"]) if r.get("epoch", 0) <= run["epoch"]]
         progress.note(f"resumed from {paths['checkpoint']} at epoch {run['epoch']}, "
                       f"step {run['step']}")

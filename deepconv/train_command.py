@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from deepconv.train import TrainingDiverged, fit
+from deepconv.train import ResumeError, TrainingDiverged, fit
 
 __all__ = ["DEFAULTS", "add_train_arguments", "build_model", "model_arguments", "train_command"]
 
@@ -151,7 +151,8 @@ def _train(args, comm) -> int:
         if rank == 0:  # every rank stops on the same global loss: one message is enough
             print(f"deepconv train: stopped: {exc}", file=sys.stderr)
         return 1
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ResumeError) as exc:
+        # the user's file, not a bug here: one line, no traceback
         print(f"deepconv train: {exc}", file=sys.stderr)
         return 2
     if rank != 0:

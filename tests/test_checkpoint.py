@@ -172,7 +172,7 @@ def test_training_state_round_trip(tmp_path):
     other_sched = StepLR(other_opt, 2, 0.5)
     state = load_checkpoint(path, other, other_opt, other_sched)
     assert state == {"epoch": 3, "loader": {"seed": 1, "epoch": 3}}
-    for (name, a), (_, b) in zip(model.parameters(), other.parameters()):
+    for (name, a), b in zip(model.named_parameters(), other.parameters()):
         assert a.tobytes() == b.tobytes(), name
     for a, b in zip(opt.velocities, other_opt.velocities):
         assert a.tobytes() == b.tobytes()
@@ -205,8 +205,118 @@ def test_loading_leaves_the_model_untouched_when_the_file_is_bad(tmp_path):
     raw = path.read_bytes()
     path.write_bytes(raw[:-4])
     model = _model(2)
-    before = [np.array(a) for _, a in model.parameters()]
+    before = [np.array(a) for a in model.parameters()]
     with pytest.raises(ValueError, match="truncated"):
         load_checkpoint(path, model)
-    for b, (_, a) in zip(before, model.parameters()):
+    for b, a in zip(before, model.parameters()):
         np.testing.assert_array_equal(a, b)
+
+
+# --- a checkpoint rejected as a whole (regressions: each failed before its fix) --------
+
+
+def _trained_state(tmp_path):
+    """A checkpoint of a model, optimiser and schedule after one step."""
+    path = tmp_path / "state.safetensors"
+    model = _model(1)
+    opt = SGD(model, 0.1, momentum=0.9)
+    sched = StepLR(opt, 2, 0.5)
+    model.forward(np.random.default_rng(0).standard_normal((4, 1, 4, 4)).astype(np.float32))
+    model.backward(np.ones((4, 3), np.float32))
+    opt.step()
+    sched.step()
+    save_checkpoint(path, model, opt, sched, {"epoch": 1})
+    return path
+
+
+def _rewrite(path, edit):
+    """Re-save ``path`` after ``edit(tensors, metadata)`` (a fresh checksum,
+    so only the edit is wrong)."""
+    tensors, meta = load_file(path)
+    meta.pop("deepconv.data_sha256")
+    edit(tensors, meta)
+    save_file(tensors, path, meta)
+
+
+def _edit_json(key, change):
+    def edit(tensors, meta):
+        value = json.loads(meta[key])
+        change(value)
+        meta[key] = json.dumps(value)
+    return edit
+
+
+def _velocity_as_int32(tensors, meta):
+    tensors["optimizer/velocities/conv.weight"] = np.full((2, 1, 3, 3), 7, np.int32)
+
+
+_BAD_SECTIONS = [
+    (_velocity_as_int32, r"optimizer.*velocities.*conv\.weight.*int32"),
+    (_edit_json("optimizer", lambda o: o.update(steps=1.5)), r"optimizer.*steps.*1\.5"),
+    (_edit_json("optimizer", lambda o: o.update(lr="fast")), r"optimizer.*lr"),
+    (_edit_json("schedule", lambda s: s.pop("base_lr")), r"schedule.*base_lr"),
+    (_edit_json("schedule", lambda s: s.update(epoch=-1)), r"schedule.*epoch"),
+]
+
+
+@pytest.mark.parametrize("edit, message", _BAD_SECTIONS,
+                         ids=["int32_velocity", "steps_1.5", "lr_str", "no_base_lr", "epoch_-1"])
+def test_a_bad_optimizer_or_schedule_section_changes_nothing(tmp_path, edit, message):
+    path = _trained_state(tmp_path)
+    _rewrite(path, edit)
+    model = _model(2)
+    opt = SGD(model, 0.5, momentum=0.0)
+    sched = StepLR(opt, 3, 0.1)
+    weights = {name: np.array(w) for name, w in model.params.items()}
+    opt_before, sched_before = opt.state_dict(), sched.state_dict()
+    with pytest.raises(ValueError, match=message) as info:
+        load_checkpoint(path, model, opt, sched)
+    assert str(path) in str(info.value)
+    for name, w in model.params.items():
+        np.testing.assert_array_equal(w, weights[name])
+    after = opt.state_dict()
+    assert {k: v for k, v in after.items() if k != "velocities"} == \
+        {k: v for k, v in opt_before.items() if k != "velocities"}
+    assert all(np.all(v == 0) for v in after["velocities"].values())
+    assert sched.state_dict() == sched_before
+
+
+def test_a_state_that_is_not_a_dict_is_rejected(tmp_path):
+    path = _trained_state(tmp_path)
+    _rewrite(path, lambda tensors, meta: meta.update(state="[1, 2]"))
+    with pytest.raises(ValueError, match=r"state.*expected a JSON object, got a list"):
+        load_checkpoint(path, _model())
+
+
+@pytest.mark.parametrize("where", ["header", "state"])
+def test_deeply_nested_json_is_a_value_error(tmp_path, where):
+    path = tmp_path / "deep.safetensors"
+    deep = "[" * 100_000 + "]" * 100_000
+    if where == "header":
+        text = ('{"__metadata__": {"x": "y"}, "a": ' + deep + "}").encode()
+        path.write_bytes(len(text).to_bytes(8, "little") + text)
+        with pytest.raises(ValueError, match="nested too deeply") as info:
+            load_file(path)
+    else:
+        save_checkpoint(path, _model(), state={})
+        _rewrite(path, lambda tensors, meta: meta.update(state=deep))
+        with pytest.raises(ValueError, match="nested too deeply") as info:
+            load_checkpoint(path, _model())
+    assert str(path) in str(info.value)
+
+
+def test_stale_temporary_files_are_removed_at_the_next_save(tmp_path):
+    path = tmp_path / "c.safetensors"
+    # what a crash during a save leaves (tempfile's naming, as atomic_write's)
+    stale = tmp_path / ".c.safetensors.k2j4_x9a.tmp"
+    stale.write_bytes(b"partial")
+    old = os.stat(stale).st_mtime - 3600
+    os.utime(stale, (old, old))
+    # kept: other names, and a fresh one (another process may be saving now)
+    unrelated = [tmp_path / ".c.safetensors.notes", tmp_path / ".d.safetensors.k2j4_x9a.tmp",
+                 tmp_path / "c.safetensors.k2j4_x9a.tmp", tmp_path / ".c.safetensors.abcdefgh.tmp"]
+    for other in unrelated:
+        other.write_bytes(b"keep")
+    save_file({"x": np.ones(2, np.float32)}, path)
+    assert not stale.exists()
+    assert all(other.exists() for other in unrelated)

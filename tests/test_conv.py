@@ -98,7 +98,7 @@ def assert_close(actual, expected, dtype, reduction):
 
 def problem_arrays(rng, name, dtype):
     x_shape, w_shape, stride, padding, groups = PROBLEMS[name]
-    y_shape = conv2d_output_shape(x_shape, w_shape, stride, padding)
+    y_shape = conv2d_output_shape(x_shape, w_shape, stride, padding, groups)
     return (normal(rng, x_shape, dtype), normal(rng, w_shape, dtype),
             normal(rng, (w_shape[0],), dtype), normal(rng, y_shape, dtype),
             dict(stride=stride, padding=padding, groups=groups))
@@ -111,7 +111,7 @@ def module():
 def params_of(name):
     x_shape, w_shape, stride, padding, groups = PROBLEMS[name]
     (sh, sw), (ph, pw) = pairs(stride), pairs(padding)
-    _, _, p, q = conv2d_output_shape(x_shape, w_shape, stride, padding)
+    _, _, p, q = conv2d_output_shape(x_shape, w_shape, stride, padding, groups)
     return (*x_shape, w_shape[0], *w_shape[2:], p, q, ph, pw, sh, sw, groups)
 
 
@@ -222,7 +222,7 @@ def test_output_shape():
     assert conv2d_output_shape((10, 3, 227, 227), (96, 3, 11, 11), stride=4) == (10, 96, 55, 55)
     assert conv2d_output_shape((1, 64, 224, 224), (64, 64, 3, 3), padding=1) == (1, 64, 224, 224)
     assert conv2d_output_shape((2, 3, 10, 9), (4, 3, 3, 2), (2, 1), (1, 0)) == (2, 4, 5, 8)
-    with pytest.raises(ValueError, match="^w: filter height 5 is larger than the padded input"):
+    with pytest.raises(ValueError, match="^w_shape: filter height 5 is larger than the padded input"):
         conv2d_output_shape((1, 1, 3, 3), (1, 1, 5, 1))
     with pytest.raises(ValueError, match="^stride: expected positive"):
         conv2d_output_shape((1, 1, 3, 3), (1, 1, 1, 1), stride=0)
@@ -238,7 +238,7 @@ def test_numeric_gradient_float64(geo, rng):
     x = rng.standard_normal((2, 4, 5, 5))
     w = rng.standard_normal((4, 4 // geo["groups"], 3, 3))
     b = rng.standard_normal(4)
-    r_shape = conv2d_output_shape(x.shape, w.shape, geo["stride"], geo["padding"])
+    r_shape = conv2d_output_shape(x.shape, w.shape, geo["stride"], geo["padding"], geo["groups"])
     r = rng.standard_normal(r_shape)
 
     def loss():

@@ -40,9 +40,9 @@ def train_one_device(dtype):
         x, y = batch(dtype, step)
         losses.append(float(xent.forward(model.forward(x), y)))
         model.backward(xent.backward())
-        grads = {n: np.array(g) for n, g in model.gradients()}
+        grads = {n: np.array(g) for n, g in model.named_gradients()}
         opt.step()
-    return losses, grads, {n: np.array(w) for n, w in model.parameters()}
+    return losses, grads, {n: np.array(w) for n, w in model.named_parameters()}
 
 
 def train_hybrid(dtype, num_devices):
@@ -73,10 +73,10 @@ def test_hybrid_step_matches_one_device_on_the_same_global_batch(dtype, num_devi
     # each FC slice lives on its own device; conv replicas stay equal
     for stage in hy.stages:
         for dev, part in zip(hy.devices, stage.slices):
-            assert all(deepconv.device_of(w) == dev for _, w in part.parameters())
-    first = {n: np.array(w) for n, w in hy.conv.module.parameters()}
+            assert all(deepconv.device_of(w) == dev for w in part.parameters())
+    first = {n: np.array(w) for n, w in hy.conv.module.named_parameters()}
     for replica in hy.conv.replicas[1:]:
-        for name, w in replica.parameters():
+        for name, w in replica.named_parameters():
             assert np.array_equal(np.array(w), first[name]), name
 
 
@@ -127,7 +127,7 @@ def test_vgg_small_hybrid_and_collect(rng):
     collected = hy.collect().eval()
     assert collected is model
     np.testing.assert_allclose(np.array(collected.forward(x)), logits, rtol=1e-12, atol=1e-14)
-    for name, w in collected.parameters():
+    for name, w in collected.named_parameters():
         assert np.array_equal(np.array(w), hy.assembled()[name]), name
 
 

@@ -42,7 +42,7 @@ def train_steps(model, x, labels, steps=2):
         trace.append((np.array(logits), float(xent.forward(logits, labels))))
         model.backward(xent.backward())
         opt.step()
-    return trace, host(model.gradients()), host(model.parameters())
+    return trace, host(model.named_gradients()), host(model.named_parameters())
 
 
 def exchanged_bytes(n, itemsize):
@@ -65,7 +65,7 @@ def test_alexnet_small_two_devices_trains_bitwise_like_one_device(rng):
     x, labels = data(rng)
     one = small()
     two = small().place(COLUMNS)
-    assert {str(deepconv.device_of(w)) for n, w in two.parameters() if n.startswith(("conv1b", "fc7b"))} \
+    assert {str(deepconv.device_of(w)) for n, w in two.named_parameters() if n.startswith(("conv1b", "fc7b"))} \
         == {"emu:1"}
     assert str(deepconv.device_of(two["fc8"].params["weight"])) == "emu:0"
     ref_trace, ref_grads, ref_weights = train_steps(one, x, labels)
@@ -129,7 +129,7 @@ def test_full_size_alexnet_split_over_two_devices_matches_one_device():
         logits = np.array(model.forward(x))
         xent.forward(deepconv.asarray(logits), labels)
         model.backward(xent.backward())
-        results.append((logits, host(model.gradients()), deepconv.transfer_stats()))
+        results.append((logits, host(model.named_gradients()), deepconv.transfer_stats()))
         model.to("emu:0")
     (a, ga, moved), (b, gb, none) = results
     assert np.array_equal(a, b)
@@ -186,7 +186,7 @@ def _loss_and_grads(model, x, labels):
     labels = deepconv.asarray(labels.tolist(), dtype="int32", device=deepconv.device_of(logits))
     loss = float(xent.forward(logits, labels))
     model.backward(xent.backward())
-    return loss, host(model.gradients())
+    return loss, host(model.named_gradients())
 
 
 def test_node_name_overrides_its_group():

@@ -88,15 +88,15 @@ def test_alexnet_two_columns_are_explicit_groups():
 
 def test_vgg_initialisation():
     model = models.vgg_small("A", input_size=32, width=16, seed=3)
-    w = np.concatenate([np.ravel(a) for n, a in model.parameters() if n.endswith("weight")])
+    w = np.concatenate([np.ravel(a) for n, a in model.named_parameters() if n.endswith("weight")])
     assert abs(w.std() - 0.1) < 0.005 and abs(w.mean()) < 0.005  # variance 1e-2
-    assert all(np.all(a == 0) for n, a in model.parameters() if n.endswith("bias"))
+    assert all(np.all(a == 0) for n, a in model.named_parameters() if n.endswith("bias"))
     glorot = models.vgg_small("A", input_size=8, width=4, init="glorot")
     limit = np.sqrt(6 / (3 * 9 + 4 * 9))
     w1 = glorot["conv1_1"].params["weight"]
     assert np.abs(w1).max() <= limit and np.abs(w1).max() > 0.8 * limit
     again = models.vgg_small("A", input_size=32, width=16, seed=3)
-    for (_, a), (_, b) in zip(model.parameters(), again.parameters()):
+    for a, b in zip(model.parameters(), again.parameters()):
         np.testing.assert_array_equal(a, b)
 
 
@@ -117,7 +117,7 @@ def test_init_from_net_a():
     fresh = models.vgg_small("D", input_size=32, width=4, seed=2)
     models.init_from(net_d, net_a)
     for name in ("conv1_1", "conv2_1", "conv3_1", "conv3_2", "fc6", "fc7", "fc8"):
-        for (_, a), (_, d) in zip(net_a[name].parameters(), net_d[name].parameters()):
+        for a, d in zip(net_a[name].parameters(), net_d[name].parameters()):
             np.testing.assert_array_equal(a, d)
     for name in ("conv1_2", "conv3_3", "conv5_3"):
         np.testing.assert_array_equal(net_d[name].params["weight"], fresh[name].params["weight"])
@@ -145,7 +145,7 @@ def test_small_models_train_step(build, size, rng):
     xent = nn.SoftmaxCrossEntropy()
     assert np.isfinite(float(xent.forward(y, labels)))
     assert model.backward(xent.backward()) is None  # first conv: input_grad=False
-    grads = dict(model.gradients())
+    grads = dict(model.named_gradients())
     assert all(np.all(np.isfinite(g)) for g in grads.values())
     assert all(np.any(g != 0) for name, g in grads.items() if name.endswith("weight")), [
         name for name, g in grads.items() if not np.any(g != 0)]
@@ -173,7 +173,7 @@ def test_vgg_d_full_size_forward_backward():
     loss = float(xent.forward(model.forward(x), np.array([3])))
     assert np.isfinite(loss)
     model.backward(xent.backward())
-    assert all(np.all(np.isfinite(g)) for _, g in model.gradients())
+    assert all(np.all(np.isfinite(g)) for g in model.gradients())
 
 
 @pytest.mark.parametrize("build", [
@@ -184,7 +184,7 @@ def test_vgg_d_full_size_forward_backward():
 ])
 def test_small_models_take_grey_images(build):
     net = build(input_size=8, in_channels=1)
-    first = next(w for name, w in net.parameters() if name.endswith("weight"))
+    first = next(w for name, w in net.named_parameters() if name.endswith("weight"))
     assert first.shape[1] == 1
     x = deepconv.asarray(np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32))
     assert net.forward(x).shape[:2] == (2, 10)

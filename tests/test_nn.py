@@ -38,8 +38,8 @@ def check_model_gradients(model, x, labels, rtol=1e-5, atol=1e-8):
     xent.forward(model.forward(x), labels)
     dx = model.backward(xent.backward())
     analytic = {"x": np.array(dx)}
-    analytic.update({name: np.array(g) for name, g in model.gradients()})
-    targets = {"x": x, **dict(model.parameters())}
+    analytic.update({name: np.array(g) for name, g in model.named_gradients()})
+    targets = {"x": x, **dict(model.named_parameters())}
     for name, arr in targets.items():
         numeric = numeric_gradient(lambda: loss_of(model, x, labels), arr)
         assert_gradient_close(analytic[name], numeric, rtol=rtol, atol=atol, name=name)
@@ -84,7 +84,7 @@ def test_training_step_is_race_free(rng):
     def step(x):
         y = np.array(model.forward(x))
         dx = np.array(model.backward(dy))
-        return [y, dx] + [np.array(g) for _, g in model.gradients()]
+        return [y, dx] + [np.array(g) for g in model.gradients()]
 
     assert_race_free(step, deepconv.asarray(rng.standard_normal((2, 2, 6, 6)), dtype="float32"))
 
@@ -97,7 +97,7 @@ def test_fused_relu_matches_unfused(rng):
     assert not plain["conv"].relu and not plain["relu"].fused
     assert_bitwise_equal(fused.forward(x), plain.forward(x))
     assert_bitwise_equal(fused.backward(dy), plain.backward(dy))
-    for (_, a), (_, b) in zip(fused.gradients(), plain.gradients()):
+    for a, b in zip(fused.gradients(), plain.gradients()):
         assert_bitwise_equal(a, b)
 
 
@@ -106,10 +106,10 @@ def test_buffers_reused_between_steps(rng):
     x = deepconv.asarray(rng.standard_normal((2, 2, 6, 6)), dtype="float32")
     dy = deepconv.asarray(rng.standard_normal((2, 4)), dtype="float32")
     y1, dx1 = model.forward(x), model.backward(dy)
-    grads1 = [g for _, g in model.gradients()]
+    grads1 = model.gradients()
     y2, dx2 = model.forward(x), model.backward(dy)
     assert np.shares_memory(y1, y2) and np.shares_memory(dx1, dx2)
-    assert all(a is b for a, (_, b) in zip(grads1, model.gradients()))
+    assert all(a is b for a, b in zip(grads1, model.gradients()))
     # A new batch size gets new buffers; the old shape's are not kept around.
     y3 = model.forward(x[:1])
     assert y3.shape == (1, 4) and not np.shares_memory(y3, y1)
@@ -119,7 +119,7 @@ def test_buffers_reused_between_steps(rng):
 def test_linear_matches_numpy(shape, rng):
     layer = nn.Linear(12, 5, bias_init=0.25, dtype="float64", rng=0)
     x = rng.standard_normal(shape)
-    w, b = (np.array(a) for _, a in layer.parameters())
+    w, b = (np.array(a) for a in layer.parameters())
     y = layer.forward(deepconv.asarray(x))
     np.testing.assert_allclose(y, x.reshape(3, 12) @ w.T + b, rtol=1e-12)
     dy = rng.standard_normal((3, 5))
@@ -188,8 +188,8 @@ def test_modes_devices_and_materialize(rng):
     assert not model.training and not model["pool"].training
     model.train()
     model.to("emu:1")
-    assert all(deepconv.device_of(a) == deepconv.device("emu:1") for _, a in model.parameters())
-    assert all(deepconv.device_of(a) == deepconv.device("emu:1") for _, a in model.gradients())
+    assert all(deepconv.device_of(a) == deepconv.device("emu:1") for a in model.parameters())
+    assert all(deepconv.device_of(a) == deepconv.device("emu:1") for a in model.gradients())
     x1 = deepconv.asarray(rng.standard_normal((1, 2, 6, 6)), dtype="float32", device="emu:1")
     assert deepconv.device_of(model.forward(x1)) == deepconv.device("emu:1")
     with pytest.raises(ValueError, match="different devices"):

@@ -146,7 +146,7 @@ def deepconv_losses(dtype):
         ("relu1", nn.ReLU()),
         ("fc2", nn.Linear(10, 5, dtype=dtype)),
     )
-    for name, arr in model.parameters():
+    for name, arr in model.named_parameters():
         arr[...] = weights[name]
     xent = nn.SoftmaxCrossEntropy()
     opt = SGD(model, lr=LR, momentum=MOMENTUM, weight_decay=DECAY)

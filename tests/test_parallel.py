@@ -57,7 +57,7 @@ def train_data_parallel(dtype, num_devices, factory=False):
 
 
 def weights(model):
-    return {name: np.array(deepconv.to_numpy(w)) for name, w in model.parameters()}
+    return {name: np.array(deepconv.to_numpy(w)) for name, w in model.named_parameters()}
 
 
 # float32: the D partial batch sums inside wgrad round differently from one
@@ -76,7 +76,7 @@ def test_data_parallel_matches_one_device_on_the_same_global_batch(dtype, num_de
     np.testing.assert_allclose(losses, ref_losses, **TOLERANCE[dtype])
     expected = weights(reference)
     for replica, dev in zip(dp.replicas, dp.devices):
-        for name, w in replica.parameters():
+        for name, w in replica.named_parameters():
             assert deepconv.device_of(w) == dev
         got = weights(replica)
         for name in expected:

@@ -86,7 +86,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, schedule)
     straight, straight_opt, _ = _fit(tmp_path / "straight", 3, schedule=schedule)
     _fit(tmp_path / "resumed", 1, schedule=schedule)
     resumed, resumed_opt, result = _fit(tmp_path / "resumed", 3, resume=True, schedule=schedule)
-    for (name, a), (_, b) in zip(straight.parameters(), resumed.parameters()):
+    for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
         assert a.tobytes() == b.tobytes(), name
     for a, b in zip(straight_opt.velocities, resumed_opt.velocities):
         assert a.tobytes() == b.tobytes()
@@ -143,6 +143,16 @@ def test_cli_train_reports_errors_with_a_nonzero_status(tmp_path, capsys, monkey
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     assert main(["train", "--out", str(tmp_path / "x")]) == 2
     assert "needs scikit-learn" in capsys.readouterr().err
+
+
+def test_cli_resume_from_a_bad_checkpoint_is_one_line_and_status_2(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    bad = tmp_path / "checkpoint.safetensors"
+    bad.write_bytes(b"\x10" + bytes(7) + b"not json at all!")
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"deepconv train: resume: {bad}: not a safetensors file")
+    assert not any("Traceback" in line for line in err)
 
 
 @pytest.mark.slow

@@ -125,12 +125,12 @@ def init_from(deeper, net_a, layers=_FROM_NET_A):
             src, dst = net_a[name], deeper[name]
         except KeyError:
             raise ValueError(f"layers: both networks need a layer named {name!r}") from None
-        for (pname, s), (_, d) in zip(src.parameters(), dst.parameters()):
+        for (pname, s), d in zip(src.named_parameters(), dst.parameters()):
             if s.shape != d.shape:
                 raise ValueError(
                     f"deeper: {name}.{pname} has shape {tuple(d.shape)}, net A's {tuple(s.shape)}"
                 )
-        for (_, s), (_, d) in zip(src.parameters(), dst.parameters()):
+        for s, d in zip(src.parameters(), dst.parameters()):
             s = to_device(s, dst.device)
             be = backend_for(dst.device)
             with be.activate(dst.device):

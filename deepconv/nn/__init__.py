@@ -2,8 +2,10 @@
 
 A layer validates its arguments when built, allocates its parameters in
 ``reset_parameters(rng)``, computes ``y = forward(x)`` and
-``dx = backward(dy)`` (filling ``layer.grads``), and lists
-``parameters()`` / ``gradients()`` as (name, array) pairs. Containers
+``dx = backward(dy)`` (filling ``layer.grads``), and lists its
+``parameters()`` / ``gradients()`` (arrays) and ``named_parameters()`` /
+``named_gradients()`` ((name, array) pairs), as PyTorch does; with
+``state_dict()`` / ``load_state_dict()`` and ``summary(input_shape)``. Containers
 (:class:`Sequential`, :class:`Graph`) compose layers and fuse Conv2d + ReLU.
 """
 

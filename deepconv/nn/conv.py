@@ -83,7 +83,7 @@ class Conv2d(Layer):
         shape = check_shape(input_shape, "input_shape", ndim=4)
         if shape[1] != self.in_channels:
             raise ValueError(f"input_shape: expected {self.in_channels} channels, got shape {shape}")
-        return conv2d_output_shape(shape, self.weight_shape, self.stride, self.padding)
+        return conv2d_output_shape(shape, self.weight_shape, self.stride, self.padding, self.groups)
 
     def forward(self, x):
         check_input(x, "x", ndim=4)

@@ -53,17 +53,17 @@ class _Container(Layer):
             layer.reset_parameters(rng)
         return self
 
-    def parameters(self):
+    def named_parameters(self):
         return [(f"{name}.{p}", arr) for name, layer in self.children()
-                for p, arr in layer.parameters()]
+                for p, arr in layer.named_parameters()]
 
-    def gradients(self):
+    def named_gradients(self):
         return [(f"{name}.{p}", arr) for name, layer in self.children()
-                for p, arr in layer.gradients()]
+                for p, arr in layer.named_gradients()]
 
     @property
     def params(self):
-        return dict(self.parameters()) if self.materialized else {}
+        return dict(self.named_parameters()) if self.materialized else {}
 
     @params.setter
     def params(self, value):
@@ -71,7 +71,7 @@ class _Container(Layer):
 
     @property
     def grads(self):
-        return dict(self.gradients()) if self.materialized else {}
+        return dict(self.named_gradients()) if self.materialized else {}
 
     @grads.setter
     def grads(self, value):
@@ -175,6 +175,14 @@ class Sequential(_Container):
         shape = tuple(input_shape)
         for _, layer in self._layers:
             shape = layer.output_shape(shape)
+        return shape
+
+    def walk_shapes(self, input_shapes, visit, prefix=""):
+        """Shapes child by child: ``visit(path, layer, input_shapes)``
+        returns each child's output shape (see :mod:`deepconv.nn.summary`)."""
+        shape = tuple(input_shapes[0])
+        for name, layer in self._layers:
+            shape = visit(prefix + name, layer, (shape,))
         return shape
 
     def forward(self, x):
@@ -475,6 +483,21 @@ class Graph(_Container):
         return layers
 
     # --- computation ----------------------------------------------------------------
+
+    def walk_shapes(self, input_shapes, visit, prefix=""):
+        """As :meth:`Sequential.walk_shapes`, node by node."""
+        if len(input_shapes) != len(self.input_names):
+            raise ValueError(
+                f"input_shape: expected {len(self.input_names)} shape(s), got {len(input_shapes)}"
+            )
+        shapes = {(n, 0): tuple(s) for n, s in zip(self.input_names, input_shapes)}
+        for node in self._nodes.values():
+            out = visit(prefix + node.name, node.layer, tuple(shapes[h] for h in node.inputs))
+            outs = [out] if node.layer.num_outputs == 1 else list(out)
+            for i, shape in enumerate(outs):
+                shapes[(node.name, i)] = tuple(shape)
+        result = tuple(shapes[h] for h in self.output_handles)
+        return result[0] if len(result) == 1 else result
 
     def output_shape(self, *input_shapes):
         if len(input_shapes) != len(self.input_names):

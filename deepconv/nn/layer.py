@@ -17,20 +17,24 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
-from deepconv.backend import backend_for, device_of, to_device
+from deepconv.backend import backend_for, device_of, is_array, to_device, to_numpy
 from deepconv.backend import device as _device
 
-__all__ = ["Layer", "count_parameters"]
+__all__ = ["IncompatibleKeys", "Layer", "count_parameters", "load_named_arrays"]
 
 
 class Layer:
     """Base class: validate in ``__init__``, then ``reset_parameters(rng)``;
     ``forward(x)``, ``backward(dy)`` -> dx (filling ``grads``),
-    ``parameters()``, ``train()`` / ``eval()``, ``to(device)``,
-    ``output_shape(input_shape)``.
+    ``parameters()`` (arrays) / ``named_parameters()`` ((name, array)
+    pairs), ``gradients()`` / ``named_gradients()`` likewise,
+    ``state_dict()`` / ``load_state_dict()``, ``summary(input_shape)``,
+    ``train()`` / ``eval()``, ``to(device)``, ``output_shape(input_shape)``.
 
     Subclasses with parameters list their shapes in ``parameter_shapes()``
     and keep the arrays in ``self.params`` (name -> array) and their
@@ -64,16 +68,55 @@ class Layer:
         Layers without parameters do nothing."""
         return self
 
-    def parameters(self) -> list:
-        """``[(name, array), ...]`` in a fixed order."""
+    def named_parameters(self) -> list:
+        """``[(name, array), ...]`` in a fixed order (as PyTorch's)."""
         self._require_materialized()
         return [(name, self.params[name]) for name in self.parameter_shapes()]
 
-    def gradients(self) -> list:
-        """``[(name, array), ...]``, the gradients of :meth:`parameters`, in
-        the same order; overwritten (not accumulated) by every backward."""
+    def parameters(self) -> list:
+        """The parameter arrays, in :meth:`named_parameters`' order."""
+        return [arr for _, arr in self.named_parameters()]
+
+    def named_gradients(self) -> list:
+        """``[(name, array), ...]``, the gradients of :meth:`named_parameters`,
+        in the same order; overwritten (not accumulated) by every backward."""
         self._require_materialized()
         return [(name, self.grads[name]) for name in self.parameter_shapes()]
+
+    def gradients(self) -> list:
+        """The gradient arrays, in :meth:`named_parameters`' order."""
+        return [arr for _, arr in self.named_gradients()]
+
+    def state_dict(self) -> dict:
+        """``{name: array}``: the live parameter arrays (on their device), as
+        PyTorch's ``state_dict()`` holds its tensors; copy them (e.g. with
+        :func:`deepconv.to_numpy`) to keep a snapshot."""
+        return dict(self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Copy ``state_dict`` (name -> numpy / cupy array, a torch tensor or
+        anything with ``__dlpack__`` or ``__array__``) into the parameters,
+        in place; returns ``(missing_keys, unexpected_keys)``.
+
+        ``strict`` (default): the names must be exactly
+        :meth:`named_parameters`' (ValueError listing the missing and the
+        unexpected ones). Shapes must match (ValueError naming the key);
+        values of another float dtype are converted, non-float ones are a
+        TypeError naming the key. Everything is checked before anything is
+        copied, so a bad dict leaves the layer as it was.
+        """
+        return load_named_arrays(self, state_dict, strict)
+
+    def summary(self, input_shape, file=None) -> list:
+        """Print a table of the leaf layers for an input of ``input_shape``:
+        output shapes, parameter counts and FLOPs (multiply-adds x 2, of
+        Conv2d and Linear; other layers count 0), then the totals. Works on
+        models built with ``materialize=False``. Returns the rows as dicts
+        (``name, type, output_shape, parameters, flops``). ``file``: where
+        to print (default stdout; ``False``: do not print)."""
+        from deepconv.nn.summary import summarize
+
+        return summarize(self, input_shape, file)
 
     def _set_parameters(self, host_values: dict):
         """Install host (numpy) initial values, allocating the parameters and
@@ -158,6 +201,66 @@ class Layer:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`Layer.load_state_dict` returns (PyTorch's names)."""
+
+    missing_keys: list
+    unexpected_keys: list
+
+
+def load_named_arrays(layer, state_dict, strict=True) -> IncompatibleKeys:
+    """:meth:`Layer.load_state_dict` for any layer or model that has
+    ``named_parameters()``: check all, then copy each value in place."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict: expected a mapping of name -> array, got "
+                        f"{type(state_dict).__name__}")
+    check_bool(strict, "strict")
+    own = layer.named_parameters()
+    names = {name for name, _ in own}
+    missing = [name for name, _ in own if name not in state_dict]
+    unexpected = [key for key in state_dict if key not in names]
+    if strict and (missing or unexpected):
+        parts = [f"missing keys {missing}" if missing else "",
+                 f"unexpected keys {unexpected}" if unexpected else ""]
+        raise ValueError("state_dict: does not match the model's parameters: "
+                         + "; ".join(p for p in parts if p))
+    values = []
+    for name, arr in own:
+        if name not in state_dict:
+            continue
+        host = host_array(state_dict[name], f"state_dict[{name!r}]")
+        if tuple(host.shape) != tuple(arr.shape):
+            raise ValueError(f"state_dict[{name!r}]: expected shape {tuple(arr.shape)}, got "
+                             f"{tuple(host.shape)}")
+        if host.dtype.kind != "f":
+            raise TypeError(f"state_dict[{name!r}]: expected a float array (the parameter is "
+                            f"{arr.dtype}), got {host.dtype}")
+        values.append((arr, host))
+    for arr, host in values:
+        _copy_into(arr, np.asarray(host, dtype=arr.dtype), device_of(arr))
+    return IncompatibleKeys(missing, unexpected)
+
+
+def host_array(value, name: str) -> np.ndarray:
+    """A numpy view or copy of ``value``: a deepconv (numpy / cupy) array,
+    a torch tensor (detached; through DLPack, no torch import), anything
+    with ``__dlpack__`` on the CPU, or with ``__array__``."""
+    if is_array(value):
+        return to_numpy(value)
+    if hasattr(value, "detach") and callable(value.detach):  # torch: drop autograd
+        value = value.detach()
+        if getattr(value, "device", None) is not None and str(value.device) != "cpu":
+            value = value.cpu()
+    try:
+        if hasattr(value, "__dlpack__"):
+            return np.from_dlpack(value)
+        if hasattr(value, "__array__") or isinstance(value, (list, tuple, numbers.Number)):
+            return np.asarray(value)
+    except (TypeError, ValueError, BufferError, RuntimeError) as exc:
+        raise TypeError(f"{name}: cannot read it as an array ({exc})") from None
+    raise TypeError(f"{name}: expected an array or a tensor, got {type(value).__name__}")
+
+
 def count_parameters(layer) -> int:
     """Number of parameters (scalars) of a layer or model, from the shapes
     alone: works on models built with ``materialize=False``."""
@@ -186,6 +289,8 @@ def make_rng(rng):
 
 
 def _float_dtype(dtype) -> np.dtype:
+    if dtype is None:  # numpy reads None as float64; a layer wants a choice
+        raise TypeError("dtype: expected float32 or float64, got None")
     try:
         dt = np.dtype(dtype)
     except TypeError:

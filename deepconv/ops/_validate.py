@@ -181,3 +181,40 @@ def gradient_output(out, x, y, dy):
     if out is None:
         out = be.empty(x.shape, x.dtype, dev)
     return dev, be, out
+
+
+# --- the convolution kernels' 32-bit limits ------------------------------------------
+
+_LIMIT = 2**31  # csrc/kernels/conv_params.cuh, conv_check_params: 32-bit sizes
+MAX_GROUPS = 65535
+
+
+def conv_limits(x_shape, w_shape, y_shape, stride, padding, groups, x_name, w_name):
+    """The sizes the conv kernels take (below 2^31: their int parameters and
+    32-bit GEMM indices), checked before anything is allocated, so that an
+    oversized argument is named instead of failing in pybind11, in the
+    launcher (as ``params``) or in numpy's allocator."""
+    for name, pair in (("stride", stride), ("padding", padding)):
+        if max(pair) >= _LIMIT:
+            raise ValueError(f"{name}: expected values below 2^31 (the kernels' 32-bit "
+                             f"sizes), got {tuple(pair)}")
+    if groups > MAX_GROUPS:
+        raise ValueError(f"groups: expected at most {MAX_GROUPS}, got {groups} (2^31 and "
+                         "beyond do not fit the kernels either)")
+    for name, shape in ((x_name, x_shape), (w_name, w_shape)):
+        if max(shape) >= _LIMIT:
+            raise ValueError(f"{name}: every dimension must be below 2^31 (the kernels' 32-bit "
+                             f"sizes), got {tuple(shape)}")
+    n, _, h, w = x_shape
+    k, cg, r, s = w_shape
+    _, _, p, q = y_shape
+    if n * h * w >= _LIMIT:
+        raise ValueError(f"{x_name}: N*H*W = {n * h * w} input pixels; the kernels take fewer "
+                         f"than 2^31, shape {tuple(x_shape)}")
+    if max(cg, k // groups) * r * s >= _LIMIT:
+        raise ValueError(f"{w_name}: (C/groups)*R*S and (K/groups)*R*S must stay below 2^31 "
+                         f"(a 32-bit reduction), got shape {tuple(w_shape)}")
+    if n * p * q >= _LIMIT:
+        raise ValueError(f"padding: {tuple(padding)} with stride {tuple(stride)} makes an output "
+                         f"of N*P*Q = {n * p * q} pixels (P, Q = {p}, {q}); the kernels take "
+                         "fewer than 2^31")

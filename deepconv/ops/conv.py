@@ -19,21 +19,24 @@ import numpy as np
 
 from deepconv.backend.scratch import scratch
 from deepconv.ops import _validate as check
+from deepconv.ops._conv_dgrad_taps import dgrad_by_taps, needs_taps
 
 __all__ = ["conv2d", "conv2d_dgrad", "conv2d_wgrad", "conv2d_output_shape"]
 
 
-def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0):
-    """``(N, K, P, Q)`` of ``conv2d(x, w, stride=stride, padding=padding)``,
-    with ``P = (H + 2 pad_h - R) // stride_h + 1`` (and likewise Q).
+def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, groups=1):
+    """``(N, K, P, Q)`` of ``conv2d(x, w, stride=stride, padding=padding,
+    groups=groups)``, with ``P = (H + 2 pad_h - R) // stride_h + 1`` (and
+    likewise Q).
 
-    Raises ValueError when the filter is larger than the padded input.
+    Raises ValueError where conv2d would: the filter larger than the padded
+    input, channels that do not match (C / groups per filter), sizes past
+    the kernels' 32-bit limits.
     """
     x_shape = _shape4(x_shape, "x_shape")
     w_shape = _shape4(w_shape, "w_shape")
-    stride = _pair(stride, "stride", minimum=1)
-    padding = _pair(padding, "padding", minimum=0)
-    return _output_shape(x_shape, w_shape, stride, padding, "x", "w")
+    stride, padding, groups = _geometry(stride, padding, groups)
+    return _conv_shapes(x_shape, w_shape, stride, padding, groups, "x_shape", "w_shape")
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, groups=1, relu=False, out=None):
@@ -110,6 +113,8 @@ def conv2d_dgrad(dy, w, x_shape, stride=1, padding=0, groups=1, out=None):
     params = _params(x_shape, w.shape, y_shape, stride, padding, groups)
     if out.size == 0:
         return out
+    if needs_taps(x_shape, w, padding, be, dev):  # NaN / Inf filters: PyTorch's dx
+        return dgrad_by_taps(dy, w, out, stride, padding, groups, be, dev)
     dtype = dy.dtype.name
     with be.activate(dev):
         nbytes = be.module.conv2d_dgrad_workspace_bytes(params, dtype)
@@ -269,7 +274,9 @@ def _conv_shapes(x_shape, w_shape, stride, padding, groups, x_name, w_name):
             f"{w_name}: expected {c // groups} input channels per filter "
             f"(C={c} / groups={groups}), got shape {tuple(w_shape)}"
         )
-    return _output_shape(x_shape, w_shape, stride, padding, x_name, w_name)
+    y_shape = _output_shape(x_shape, w_shape, stride, padding, x_name, w_name)
+    check.conv_limits(x_shape, w_shape, y_shape, stride, padding, groups, x_name, w_name)
+    return y_shape
 
 
 def _check_same_dtype(arr, name, ref, ref_name):

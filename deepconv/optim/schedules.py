@@ -16,6 +16,14 @@ def _optimizer(optimizer):
     return optimizer
 
 
+def _check_keys(state, keys):
+    if not isinstance(state, dict):
+        raise TypeError(f"state: expected a dict, got {type(state).__name__}")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"state: missing keys {missing}")
+
+
 class StepLR:
     """``lr = base_lr * gamma ** (epoch // step_size)``: call ``step()`` once
     per epoch (``base_lr`` is the optimiser's lr when the schedule is made)."""
@@ -36,9 +44,16 @@ class StepLR:
     def state_dict(self):
         return {"base_lr": self.base_lr, "epoch": self.epoch}
 
+    def check_state_dict(self, state) -> None:
+        """Raise ValueError / TypeError naming the entry unless ``state`` loads."""
+        _check_keys(state, ("base_lr", "epoch"))
+        check_real(state["base_lr"], "state['base_lr']", low=0.0)
+        check_int(state["epoch"], "state['epoch']", minimum=0)
+
     def load_state_dict(self, state):
-        self.base_lr = check_real(state["base_lr"], "state['base_lr']", low=0.0)
-        self.epoch = check_int(state["epoch"], "state['epoch']", minimum=0)
+        self.check_state_dict(state)
+        self.base_lr = float(state["base_lr"])
+        self.epoch = int(state["epoch"])
 
 
 class ReduceOnPlateau:
@@ -88,7 +103,17 @@ class ReduceOnPlateau:
     def state_dict(self):
         return {"best": self.best, "bad_epochs": self.bad_epochs, "reductions": self.reductions}
 
+    def check_state_dict(self, state) -> None:
+        """Raise ValueError / TypeError naming the entry unless ``state`` loads."""
+        _check_keys(state, ("best", "bad_epochs", "reductions"))
+        best = state["best"]
+        if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best):
+            raise ValueError(f"state['best']: expected a number (inf allowed), got {best!r}")
+        check_int(state["bad_epochs"], "state['bad_epochs']", minimum=0)
+        check_int(state["reductions"], "state['reductions']", minimum=0)
+
     def load_state_dict(self, state):
+        self.check_state_dict(state)
         self.best = float(state["best"])
-        self.bad_epochs = check_int(state["bad_epochs"], "state['bad_epochs']", minimum=0)
-        self.reductions = check_int(state["reductions"], "state['reductions']", minimum=0)
+        self.bad_epochs = int(state["bad_epochs"])
+        self.reductions = int(state["reductions"])

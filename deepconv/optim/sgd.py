@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepconv.backend import backend_for, device_of, is_array, to_numpy
-from deepconv.nn.layer import check_real
+from deepconv.nn.layer import check_real, is_int
 from deepconv.ops import sgd_update
 
 __all__ = ["SGD"]
@@ -24,7 +24,7 @@ class SGD:
     ``decay_mult={"bias": 0}`` takes biases out of the weight decay).
     Velocities start at zero.
 
-    ``params``: a layer or model (its ``parameters()`` and ``gradients()``
+    ``params``: a layer or model (its ``named_parameters()`` and ``named_gradients()``
     pair up by name), or a list of ``(name, param, grad)`` triples. Build
     the optimiser after moving the model to its device. ``lr_mult`` /
     ``decay_mult``: a dict whose keys are full parameter names or name
@@ -88,37 +88,55 @@ class SGD:
             "velocities": {n: np.array(to_numpy(v)) for n, v in zip(self.names, self.velocities)},
         }
 
-    def load_state_dict(self, state):
-        """Restore :meth:`state_dict`'s output (velocities are copied into
-        the existing buffers, on their devices)."""
+    def check_state_dict(self, state) -> None:
+        """Raise ValueError / TypeError (naming the entry) unless ``state``
+        would load: every key, velocity names, shapes and dtypes (those of
+        the parameters), ``steps`` an int >= 0. Changes nothing."""
         if not isinstance(state, dict):
             raise TypeError(f"state: expected a dict, got {type(state).__name__}")
         missing = {"lr", "momentum", "weight_decay", "steps", "velocities"} - set(state)
         if missing:
             raise ValueError(f"state: missing keys {sorted(missing)}")
         saved = state["velocities"]
+        if not isinstance(saved, dict):
+            raise TypeError(f"state['velocities']: expected a dict, got {type(saved).__name__}")
         if set(saved) != set(self.names):
             raise ValueError(
                 f"state['velocities']: expected the parameters {sorted(self.names)}, got {sorted(saved)}"
             )
         for name, v in zip(self.names, self.velocities):
-            if tuple(np.shape(saved[name])) != tuple(v.shape):
-                raise ValueError(
-                    f"state['velocities'][{name!r}]: expected shape {tuple(v.shape)}, "
-                    f"got {tuple(np.shape(saved[name]))}"
-                )
-        momentum = check_real(state["momentum"], "state['momentum']", low=0.0)
-        weight_decay = check_real(state["weight_decay"], "state['weight_decay']", low=0.0)
-        lr = check_real(state["lr"], "state['lr']", low=0.0)
+            entry = f"state['velocities'][{name!r}]"
+            value = saved[name]
+            if not (is_array(value) or isinstance(value, np.ndarray)):
+                raise TypeError(f"{entry}: expected an array, got {type(value).__name__}")
+            if tuple(value.shape) != tuple(v.shape):
+                raise ValueError(f"{entry}: expected shape {tuple(v.shape)}, got {tuple(value.shape)}")
+            if value.dtype != v.dtype:  # an integer buffer would load as other numbers
+                raise ValueError(f"{entry}: expected dtype {v.dtype} (the parameter's), got {value.dtype}")
+        check_real(state["momentum"], "state['momentum']", low=0.0)
+        check_real(state["weight_decay"], "state['weight_decay']", low=0.0)
+        check_real(state["lr"], "state['lr']", low=0.0)
+        steps = state["steps"]
+        if not is_int(steps) or steps < 0:  # 1.5 steps is no count (it used to be truncated)
+            raise ValueError(f"state['steps']: expected an int >= 0, got {steps!r}")
+
+    def load_state_dict(self, state):
+        """Restore :meth:`state_dict`'s output (velocities are copied into
+        the existing buffers, on their devices); nothing changes unless
+        :meth:`check_state_dict` accepts the whole of it."""
+        self.check_state_dict(state)
+        saved = state["velocities"]
         for name, v in zip(self.names, self.velocities):
             dev = device_of(v)
             be = backend_for(dev)
             host = np.ascontiguousarray(to_numpy(saved[name]) if is_array(saved[name])
-                                        else np.asarray(saved[name]), dtype=v.dtype)
+                                        else np.asarray(saved[name]))
             src = be.copy_in(host, dev)
             with be.activate(dev):
                 v[...] = src
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.lr = state["lr"]
+        self.momentum = float(state["momentum"])
+        self.weight_decay = float(state["weight_decay"])
         self.steps = int(state["steps"])
 
     def __repr__(self):
@@ -128,8 +146,8 @@ class SGD:
 
 def _collect(params):
     """(names, params, grads) from a layer or a list of triples."""
-    if hasattr(params, "parameters") and hasattr(params, "gradients"):
-        named_w, named_g = params.parameters(), params.gradients()
+    if hasattr(params, "named_parameters") and hasattr(params, "named_gradients"):
+        named_w, named_g = params.named_parameters(), params.named_gradients()
         names = [n for n, _ in named_w]
         return names, [w for _, w in named_w], [g for _, g in named_g]
     if not isinstance(params, (list, tuple)):

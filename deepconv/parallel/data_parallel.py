@@ -160,9 +160,9 @@ class DataParallel:
         fixed order device 0 + 1 + 2 + ... (each copied to device 0 first)."""
         home = self.devices[0]
         be = backend_for(home)
-        targets = [g for _, g in self.replicas[0].gradients()]
+        targets = self.replicas[0].gradients()
         for replica in self.replicas[1:]:
-            for acc, (_, g) in zip(targets, replica.gradients()):
+            for acc, g in zip(targets, replica.gradients()):
                 moved = to_device(g, home)
                 with be.activate(home):
                     acc += moved
@@ -170,10 +170,10 @@ class DataParallel:
     def broadcast_parameters(self):
         """Copy the first replica's parameters into every other replica (in
         place, so optimisers or views holding them stay valid)."""
-        source = [w for _, w in self.replicas[0].parameters()]
+        source = self.replicas[0].parameters()
         for dev, replica in zip(self.devices[1:], self.replicas[1:]):
             be = backend_for(dev)
-            for w0, (_, w) in zip(source, replica.parameters()):
+            for w0, w in zip(source, replica.parameters()):
                 moved = to_device(w0, dev)
                 with be.activate(dev):
                     w[...] = moved
@@ -191,7 +191,7 @@ class DataParallel:
 
     def step_bytes(self, batch: int = 0, example_bytes: int = 0) -> int:
         """:func:`data_parallel_step_bytes` for this model and these devices."""
-        params = [w for _, w in self.module.parameters()]
+        params = self.module.parameters()
         count = sum(int(np.prod(w.shape)) for w in params)
         itemsize = params[0].dtype.itemsize if params else 4
         return data_parallel_step_bytes(count, len(self.devices), itemsize, batch=batch,
@@ -221,7 +221,7 @@ def _built(factory, dev):
 
 
 def _check_on(model, dev, arg):
-    for name, w in model.parameters():
+    for name, w in model.named_parameters():
         where = device_of(w)
         if where != dev:
             raise ValueError(f"{arg}: parameter {name!r} is on {where}, expected {dev}; "
@@ -229,8 +229,8 @@ def _check_on(model, dev, arg):
 
 
 def _check_same_shapes(first, other):
-    a = [(n, tuple(w.shape), w.dtype) for n, w in first.parameters()]
-    b = [(n, tuple(w.shape), w.dtype) for n, w in other.parameters()]
+    a = [(n, tuple(w.shape), w.dtype) for n, w in first.named_parameters()]
+    b = [(n, tuple(w.shape), w.dtype) for n, w in other.named_parameters()]
     if a != b:
         raise ValueError("model: the factory built replicas with different parameters "
                          "(names, shapes or dtypes) on different devices")

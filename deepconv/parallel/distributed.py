@@ -157,11 +157,11 @@ class DistributedDataParallel:
         self.replicas = [model]
         self.criterion = loss()
         self.last_batch_size = 0
-        params = [w for _, w in model.parameters()]
+        params = model.parameters()
         if not params:
             raise ValueError("model: expected a model with parameters")
         self.device = device_of(params[0], arg="model")
-        layout = [(name, tuple(w.shape), str(w.dtype)) for name, w in model.parameters()]
+        layout = [(name, tuple(w.shape), str(w.dtype)) for name, w in model.named_parameters()]
         dtypes = sorted({dtype for _, _, dtype in layout})
         if len(dtypes) != 1:
             raise ValueError(f"model: expected parameters of one dtype, got {dtypes}")
@@ -218,7 +218,7 @@ class DistributedDataParallel:
     def reduce_gradients(self):
         """Sum every rank's gradients into rank 0's, in rank order (the
         other ranks' gradients are left as they were)."""
-        grads = [g for _, g in self.module.gradients()]
+        grads = self.module.gradients()
         _pack(grads, self._flat, self.device)
         self._transport.sum_to_root(self._flat, self._scratch)
         if self.rank == 0:
@@ -226,7 +226,7 @@ class DistributedDataParallel:
 
     def broadcast_parameters(self):
         """Copy rank 0's parameters into every rank's model (in place)."""
-        params = [w for _, w in self.module.parameters()]
+        params = self.module.parameters()
         if self.rank == 0:
             _pack(params, self._flat, self.device)
         self._transport.broadcast(self._flat)

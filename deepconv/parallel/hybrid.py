@@ -229,13 +229,19 @@ class Hybrid:
     def eval(self):
         return self.train(False)
 
-    def parameters(self) -> list:
+    def named_parameters(self) -> list:
         """The first conv replica's parameters, then every FC slice's
         (``"name.param@device"``), in a fixed order."""
-        return self._named(lambda layer: layer.parameters())
+        return self._named(lambda layer: layer.named_parameters())
+
+    def parameters(self) -> list:
+        return [arr for _, arr in self.named_parameters()]
+
+    def named_gradients(self) -> list:
+        return self._named(lambda layer: layer.named_gradients())
 
     def gradients(self) -> list:
-        return self._named(lambda layer: layer.gradients())
+        return [arr for _, arr in self.named_gradients()]
 
     def _named(self, listing):
         found = list(listing(self.conv.module))
@@ -249,14 +255,14 @@ class Hybrid:
         ``"gradients"``, FC slices joined, under the model's names."""
         if kind not in ("parameters", "gradients"):
             raise ValueError(f"kind: expected 'parameters' or 'gradients', got {kind!r}")
-        pick = (lambda layer: layer.parameters()) if kind == "parameters" else (
-            lambda layer: layer.gradients())
+        pick = (lambda layer: layer.named_parameters()) if kind == "parameters" else (
+            lambda layer: layer.named_gradients())
         found = {n: np.array(to_numpy(a)) for n, a in pick(self.conv.module)}
         for stage in self.stages:
             for p, _ in pick(stage.slices[0]):
                 found[f"{stage.name}.{p}"] = np.concatenate(
                     [np.array(to_numpy(dict(pick(part))[p])) for part in stage.slices])
-        return {name: found[name] for name, _ in self.model.parameters()}
+        return {name: found[name] for name, _ in self.model.named_parameters()}
 
     def collect(self):
         """Copy the FC slices back into the model's Linear layers (counted
@@ -266,7 +272,7 @@ class Hybrid:
         be = backend_for(home)
         for stage in self.stages:
             for part, (start, stop) in zip(stage.slices, _offsets(stage.units)):
-                for p, arr in part.parameters():
+                for p, arr in part.named_parameters():
                     moved = to_device(arr, home)
                     with be.activate(home):
                         stage.full.params[p][start:stop] = moved
