@@ -7,6 +7,13 @@ Example (a VGG trained at S = 256, evaluated at Q in {224, 256, 288})::
     deepconv eval --model vgg --model-arg config=\\"D\\" --checkpoint runs/vgg/best.safetensors \\
         --data val/ --protocol center,dense,dense+multicrop --train-scale 256 --mean imagenet
 
+Pretrained weights (torchvision's, the VGG authors' Caffe models) are
+evaluated with ``--weights FILE`` instead of ``--checkpoint``
+(:func:`deepconv.interop.load_weights`)::
+
+    deepconv eval --model alexnet_owt --weights alexnet-owt-7be5be79.pth --mean torchvision \\
+        --data val/ --class-index imagenet_classes.json
+
 Several ``--checkpoint`` (repeated, or a comma list) make an ensemble: the
 softmax outputs of the members are averaged. The network is rebuilt from
 ``--model`` / ``--model-arg`` (as ``deepconv train`` builds it: num_classes
@@ -45,9 +52,16 @@ def add_eval_arguments(parser):
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="extra keyword argument for the model function, as for deepconv "
                         "train (repeatable)")
-    parser.add_argument("--checkpoint", action="append", required=True, metavar="PATH",
-                        help="a checkpoint written by deepconv train (repeatable, or a comma list: "
-                        "several make an ensemble averaging their softmax outputs)")
+    weights = parser.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--checkpoint", action="append", metavar="PATH",
+                         help="a checkpoint written by deepconv train (repeatable, or a comma "
+                         "list: several make an ensemble averaging their softmax outputs)")
+    weights.add_argument("--weights", action="append", metavar="FILE",
+                         help="pretrained weights instead of checkpoints (repeatable, or a comma "
+                         "list, as --checkpoint): .safetensors (deepconv or torchvision names), "
+                         "torchvision .pth (needs torch), Caffe .caffemodel (by layer name, "
+                         "filters turned to RGB); e.g. --model alexnet_owt with torchvision's alexnet "
+                         "weights and --mean torchvision")
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="images in the ImageNet layout: one sub-folder per class")
     parser.add_argument("--class-index", metavar="FILE",
@@ -66,11 +80,13 @@ def add_eval_arguments(parser):
                         "one")
     parser.add_argument("--crop-size", type=int, default=224,
                         help="crop (and network input) size (default %(default)s)")
-    parser.add_argument("--mean", default="none", metavar="R,G,B|FILE|imagenet|none",
+    parser.add_argument("--mean", default="none",
+                        metavar="R,G,B|FILE|imagenet|torchvision|none",
                         help="mean RGB pixel (0..255) subtracted from every image: three numbers, "
                         "the data.json deepconv train wrote in its --out (its mean, and its "
-                        "standard deviation if it standardised), 'imagenet' (%s), or 'none' "
-                        "(default %%(default)s)"
+                        "standard deviation if it standardised), 'imagenet' (%s: VGG's and "
+                        "Caffe's models), 'torchvision' (torchvision's mean and std, for its "
+                        "pretrained weights) or 'none' (default %%(default)s)"
                         % ",".join(str(v) for v in IMAGENET_MEAN_RGB))
     parser.add_argument("--batch-size", type=int, default=16,
                         help="images cropped and classified together (default %(default)s)")
@@ -145,17 +161,19 @@ def _setup(args):
     protocols = _protocols(args.protocol or ["center"])
     scales = _scales(args)
     mean, std = _mean(args.mean)
-    checkpoints = _split(args.checkpoint)
+    flag = "--checkpoint" if args.checkpoint else "--weights"
+    checkpoints = _split(args.checkpoint or args.weights or [])
     if not checkpoints:
-        raise UsageError("--checkpoint: expected at least one path")
+        raise UsageError(f"{flag}: expected at least one path")
     for path in checkpoints:
         if not os.path.isfile(path):
-            raise UsageError(f"--checkpoint: no such file: {path}")
+            raise UsageError(f"{flag}: no such file: {path}")
     with option("--device", also=(RuntimeError,)):
         device = deepconv_device(args.device)
     dataset = _dataset(args)
-    models = [load_trained_model(args.model, args.model_arg, path, args.crop_size,
-                                 dataset.num_classes, device) for path in checkpoints]
+    load = load_trained_model if args.checkpoint else _pretrained_model
+    models = [load(args.model, args.model_arg, path, args.crop_size, dataset.num_classes, device)
+              for path in checkpoints]
     if any(p in ("dense", "dense+multicrop") for p in protocols):
         try:
             dense_model(models[0], args.crop_size)
@@ -167,6 +185,25 @@ def _setup(args):
         protocols=protocols, scales=scales, mean=mean, std=std, checkpoints=checkpoints,
         dataset=dataset, models=models,
         preprocess=SubtractMean(mean, std) if mean is not None else None)
+
+
+def _pretrained_model(name, model_args, path, crop_size, num_classes, device):
+    """``--model`` built as for a checkpoint, holding ``--weights`` ``path``
+    (:func:`deepconv.interop.load_weights`); errors name the option."""
+    from deepconv.interop import load_weights
+    from deepconv.train_command import build_model, model_arguments
+
+    with option("--model-arg"):
+        kwargs = model_arguments(model_args)
+    with option(f"--model {name} / --model-arg"):
+        model = build_model(name, kwargs, (3, crop_size, crop_size), num_classes, 0, device,
+                            data_name=f"{crop_size}x{crop_size} crops")
+    try:
+        load_weights(model, path)
+    except (ValueError, TypeError, OSError) as exc:
+        raise UsageError(f"--weights: {exc} (the network: --model {name} for {num_classes} "
+                         f"classes, --crop-size {crop_size})") from None
+    return model
 
 
 def _split(values) -> list:
@@ -212,6 +249,10 @@ def _scales(args) -> tuple:
 def _mean(text):
     """``(mean, std)``: what --mean says to subtract (None: nothing), and to
     divide by (a data.json of a standardised training; else None)."""
+    if text.lower() == "torchvision":  # its weights want x / 255 standardised per channel
+        from deepconv.interop import TORCHVISION_MEAN_RGB, TORCHVISION_STD_RGB
+
+        return list(TORCHVISION_MEAN_RGB), list(TORCHVISION_STD_RGB)
     return parse_rgb(text, "--mean", {"none": None, "imagenet": list(IMAGENET_MEAN_RGB)})
 
 

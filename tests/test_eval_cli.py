@@ -230,3 +230,32 @@ def test_eval_errors_name_the_option(setup, other_checkpoints, capsys, case):
     captured = capsys.readouterr()
     assert message.format(**names) in captured.err
     assert captured.out == ""
+
+
+def test_eval_weights_gives_the_checkpoints_results(setup, tmp_path, capsys):
+    """``--weights`` with the same weights as a plain state dict (deepconv's
+    names, saved by the safetensors package) prints what ``--checkpoint``
+    prints; a file that does not fit is a usage error naming --weights."""
+    from safetensors.numpy import save_file
+
+    weights = tmp_path / "weights.safetensors"
+    save_file({k: np.array(v) for k, v in _loaded(setup["checkpoints"][:1])[0].state_dict().items()},
+              str(weights))
+    base = ["eval"] + MODEL_ARGS + ["--data", setup["data"], "--crop-size", str(CROP), "--json"]
+    assert main(base + ["--checkpoint", setup["checkpoints"][0]]) == 0
+    by_checkpoint = json.loads(capsys.readouterr().out)["results"]
+    assert main(base + ["--weights", str(weights)]) == 0
+    by_weights = json.loads(capsys.readouterr().out)["results"]
+    for a, b in zip(by_checkpoint, by_weights):
+        assert (a["top1_error"], a["top5_error"]) == (b["top1_error"], b["top5_error"])
+    narrow = tmp_path / "narrow.safetensors"
+    save_file({k: np.array(v) for k, v in vgg_small(input_size=CROP, num_classes=len(CLASSES),
+                                                    width=2, fc_width=16).state_dict().items()},
+              str(narrow))
+    assert main(base + ["--weights", str(narrow)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"deepconv eval: --weights: {narrow}: state_dict['conv1_1.weight']: "
+                          "expected shape (4, 3, 3, 3), got (2, 3, 3, 3)"), err
+    with pytest.raises(SystemExit) as info:  # argparse: one of the two
+        main(base + ["--weights", str(weights), "--checkpoint", str(weights)])
+    assert info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """AlexNet (Krizhevsky, Sutskever & Hinton, 2012): one tower with grouped
-convolutions (``split=1``) or the paper's two explicit columns (``split=2``)."""
+convolutions (``split=1``) or the paper's two explicit columns (``split=2``);
+and torchvision's AlexNet, the one-tower variant of Krizhevsky (2014)
+(:func:`alexnet_owt`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from deepconv.models.vgg import dropout_seed
 from deepconv.nn import Concat, Conv2d, Dropout, Flatten, Graph, Linear, LRN, MaxPool2d, ReLU, Sequential
 from deepconv.nn.layer import check_int, check_real
 
-__all__ = ["alexnet", "build_alexnet", "ALEXNET"]
+__all__ = ["alexnet", "alexnet_owt", "build_alexnet", "ALEXNET"]
 
 # The paper's geometry: (channels, kernel, stride, padding, groups) per conv;
 # groups=2 where a layer reads only its own column (conv2, conv4, conv5).
@@ -183,3 +185,63 @@ def _two_columns(spec, num_classes, flat, dropout, seed, common, devices=None):
         features = spec["fc_width"]
     g.add("fc8", Linear(features, num_classes, **at[0]), joined, group="classifier")
     return g.output("fc8")
+
+
+# torchvision's AlexNet ("One weird trick", Krizhevsky 2014, one tower):
+# (channels, kernel, stride, padding) per conv; no LRN, no groups.
+ALEXNET_OWT_CONVS = [(64, 11, 4, 2), (192, 5, 1, 2), (384, 3, 1, 1), (256, 3, 1, 1),
+                     (256, 3, 1, 1)]
+_OWT_POOLED = (1, 2, 5)  # a 3x3 / 2 max pooling after these convs
+
+
+def alexnet_owt(num_classes=1000, input_size=224, *, dropout=0.5, seed=0, dtype="float32",
+                device="emu:0", materialize=True):
+    """torchvision's ``alexnet``: conv 64-192-384-256-256 (11x11/4 pad 2,
+    5x5 pad 2, 3x3 pad 1 x3), ReLU after each, 3x3 / 2 max pooling after
+    conv1, conv2 and conv5, then dropout, fc6 (4096), ReLU, dropout, fc7
+    (4096), ReLU, fc8 (``num_classes``): torchvision's layer order
+    (dropout *before* fc6 and fc7, inverted dropout scaled in training).
+    61,100,840 parameters for 1000 classes. Load torchvision's weights with
+    :func:`deepconv.interop.load_torchvision`.
+
+    torchvision puts an ``AdaptiveAvgPool2d((6, 6))`` between the features
+    and the classifier: at 224 x 224 inputs (and up to 227) the last
+    pooling already gives 6 x 6 maps, so it is the identity and is left
+    out; other ``input_size`` values, whose maps torchvision would resample,
+    raise ValueError.
+    """
+    num_classes = check_int(num_classes, "num_classes")
+    size = check_int(input_size, "input_size")
+    dropout = check_real(dropout, "dropout", low=0.0, high=1.0, high_open=True)
+    seed = check_int(seed, "seed", minimum=0)
+    for i, (_, kernel, stride, pad) in enumerate(ALEXNET_OWT_CONVS, start=1):
+        size = max(0, (size + 2 * pad - kernel) // stride + 1)
+        if i in _OWT_POOLED:
+            size = max(0, (size - 3) // 2 + 1)
+    if size != 6:
+        raise ValueError(f"input_size: {input_size} gives {size}x{size} maps before the "
+                         "classifier, torchvision's AlexNet wants 6x6 (input 224..227; "
+                         "torchvision's adaptive average pooling is not modelled)")
+    # torchvision's initialisation (kaiming-uniform, PyTorch's default) is
+    # not reproduced: Glorot here, zero biases; pretrained weights replace both.
+    common = dict(weight_init="glorot", bias_init=0.0, dtype=dtype, device=device,
+                  materialize=False)
+    layers, in_ch = [], 3
+    for i, (c, kernel, stride, pad) in enumerate(ALEXNET_OWT_CONVS, start=1):
+        layers += [(f"conv{i}", Conv2d(in_ch, c, kernel, stride, pad, input_grad=i > 1, **common)),
+                   (f"relu{i}", ReLU())]
+        if i in _OWT_POOLED:
+            layers.append((f"pool{i}", MaxPool2d(3, 2)))
+        in_ch = c
+    layers.append(("flatten", Flatten()))
+    features = in_ch * 6 * 6
+    for name in ("fc6", "fc7"):
+        n = name[2:]
+        layers += [(f"drop{n}", Dropout(dropout, dropout_seed(seed, name))),
+                   (name, Linear(features, 4096, **common)), (f"relu{n}", ReLU())]
+        features = 4096
+    layers.append(("fc8", Linear(features, num_classes, **common)))
+    model = Sequential(*layers)
+    if materialize:
+        model.reset_parameters(seed)
+    return model
