@@ -11,7 +11,7 @@ import os
 from contextlib import contextmanager
 
 __all__ = ["UsageError", "at_least", "checkpoint_classes", "load_trained_model", "option",
-           "parse_rgb"]
+           "parse_rgb", "rebuild_model"]
 
 
 class UsageError(ValueError):
@@ -88,16 +88,10 @@ def load_trained_model(name, model_args, checkpoint, crop_size, num_classes, dev
     ``model_args``) holding the weights of ``checkpoint``. Errors name
     ``--model``, ``--model-arg`` or ``--checkpoint``."""
     from deepconv.checkpoint import load_checkpoint
-    from deepconv.train_command import build_model, model_arguments
 
     if not os.path.isfile(checkpoint):
         raise UsageError(f"--checkpoint: no such file: {checkpoint}")
-    with option("--model-arg"):
-        kwargs = model_arguments(model_args)
-    # The network's input is a crop, whatever the size of the images.
-    with option(f"--model {name} / --model-arg"):
-        model = build_model(name, kwargs, (3, crop_size, crop_size), num_classes, 0, device,
-                            data_name=f"{crop_size}x{crop_size} crops")
+    model = rebuild_model(name, model_args, crop_size, num_classes, device)
     try:
         load_checkpoint(checkpoint, model)
     except (ValueError, OSError) as exc:
@@ -107,6 +101,20 @@ def load_trained_model(name, model_args, checkpoint, crop_size, num_classes, dev
                     f"{num_classes} classes and --crop-size {crop_size}?)")
         raise UsageError(f"--checkpoint: {exc}{hint}") from None
     return model
+
+
+def rebuild_model(name, model_args, crop_size, num_classes, device):
+    """A fresh ``name`` network as ``deepconv train`` builds it, for 3 x
+    ``crop_size`` x ``crop_size`` inputs (the network's input is a crop,
+    whatever the size of the images); errors name ``--model`` or
+    ``--model-arg``."""
+    from deepconv.train_command import build_model, model_arguments
+
+    with option("--model-arg"):
+        kwargs = model_arguments(model_args)
+    with option(f"--model {name} / --model-arg"):
+        return build_model(name, kwargs, (3, crop_size, crop_size), num_classes, 0, device,
+                           data_name=f"{crop_size}x{crop_size} crops")
 
 
 def _is_checkpoint(path) -> bool:

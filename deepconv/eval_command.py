@@ -34,7 +34,8 @@ import types
 
 from deepconv.backend import device as deepconv_device
 
-from deepconv.command_common import UsageError, at_least, load_trained_model, option, parse_rgb
+from deepconv.command_common import (UsageError, at_least, load_trained_model, option, parse_rgb,
+                                     rebuild_model)
 from deepconv.evaluate import PROTOCOLS, dense_model, evaluate, vgg_scales
 
 __all__ = ["IMAGENET_MEAN_RGB", "add_eval_arguments", "eval_command"]
@@ -60,8 +61,8 @@ def add_eval_arguments(parser):
                          help="pretrained weights instead of checkpoints (repeatable, or a comma "
                          "list, as --checkpoint): .safetensors (deepconv or torchvision names), "
                          "torchvision .pth (needs torch), Caffe .caffemodel (by layer name, "
-                         "filters turned to RGB); e.g. --model alexnet_owt with torchvision's alexnet "
-                         "weights and --mean torchvision")
+                         "filters turned to RGB); e.g. --model alexnet_owt with torchvision's "
+                         "alexnet weights and --mean torchvision")
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="images in the ImageNet layout: one sub-folder per class")
     parser.add_argument("--class-index", metavar="FILE",
@@ -191,13 +192,8 @@ def _pretrained_model(name, model_args, path, crop_size, num_classes, device):
     """``--model`` built as for a checkpoint, holding ``--weights`` ``path``
     (:func:`deepconv.interop.load_weights`); errors name the option."""
     from deepconv.interop import load_weights
-    from deepconv.train_command import build_model, model_arguments
 
-    with option("--model-arg"):
-        kwargs = model_arguments(model_args)
-    with option(f"--model {name} / --model-arg"):
-        model = build_model(name, kwargs, (3, crop_size, crop_size), num_classes, 0, device,
-                            data_name=f"{crop_size}x{crop_size} crops")
+    model = rebuild_model(name, model_args, crop_size, num_classes, device)
     try:
         load_weights(model, path)
     except (ValueError, TypeError, OSError) as exc:

@@ -16,7 +16,8 @@ from torch import nn
 
 import deepconv
 from deepconv.interop import (from_torchvision, load_caffe, load_torchvision, load_weights,
-                              read_caffemodel, to_torchvision, torchvision_names, use_caffe_lrn)
+                              read_caffemodel, save_caffemodel, to_torchvision, torchvision_names,
+                              use_caffe_lrn)
 from deepconv.models import alexnet_owt, alexnet_small, count_parameters, vgg, vgg_small
 
 TORCH_VGG = {  # torchvision's cfgs: conv widths, "M" for a max pooling
@@ -359,3 +360,26 @@ def test_load_weights_reads_each_format(tmp_path):
         load_weights(fresh(), tmp_path / "w.h5")
     with pytest.raises(ValueError, match=r"torchvision 'classifier.6.weight'.*expected shape"):
         load_weights(vgg_small("A", num_classes=3), pth)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["layer", "V1_layers"])
+def test_save_caffemodel_is_what_protobuf_reads(tmp_path, legacy):
+    model = alexnet_small(num_classes=CLASSES, width=1, seed=7)
+    path = save_caffemodel(model, tmp_path / "net.caffemodel", legacy=legacy)
+    net = _caffe_messages()["caffe.NetParameter"].FromString(path.read_bytes())
+    layers = net.layers if legacy else net.layer
+    assert [layer.name for layer in layers] == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6",
+                                                "fc7", "fc8"]
+    conv2 = layers[1]
+    weight = model["conv2"].params["weight"]
+    if legacy:
+        assert (conv2.blobs[0].num, conv2.blobs[0].channels) == weight.shape[:2]
+        assert conv2.type == _V1_CONVOLUTION and layers[5].blobs[1].width == 64
+    else:
+        assert list(conv2.blobs[0].shape.dim) == list(weight.shape) and conv2.type == "Convolution"
+    np.testing.assert_array_equal(np.array(conv2.blobs[0].data).reshape(weight.shape), weight)
+    first = np.array(layers[0].blobs[0].data).reshape(model["conv1"].params["weight"].shape)
+    np.testing.assert_array_equal(first, model["conv1"].params["weight"][:, ::-1])  # BGR
+    back = load_caffe(alexnet_small(num_classes=CLASSES, width=1, seed=8), path)
+    for a, b in zip(model.parameters(), back.parameters()):
+        assert a.tobytes() == b.tobytes()

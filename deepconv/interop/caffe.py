@@ -46,10 +46,11 @@ import os
 
 import numpy as np
 
+from deepconv.backend import to_numpy
 from deepconv.interop.protowire import (FIXED32, FIXED64, LENGTH, VARINT, WireError, fields,
-                                       read_varint)
+                                       length_field, read_varint, varint, varint_field)
 
-__all__ = ["load_caffe", "read_caffemodel", "use_caffe_lrn"]
+__all__ = ["load_caffe", "read_caffemodel", "save_caffemodel", "use_caffe_lrn"]
 
 _NET_NAME, _NET_LAYERS_V1, _NET_LAYER = 1, 2, 100
 _LAYER_NAME, _LAYER_TYPE, _LAYER_BLOBS = 1, 2, 7
@@ -57,6 +58,7 @@ _V1_V0LAYER, _V1_NAME, _V1_TYPE, _V1_BLOBS = 1, 4, 5, 6
 _BLOB_NUM, _BLOB_CHANNELS, _BLOB_HEIGHT, _BLOB_WIDTH = 1, 2, 3, 4
 _BLOB_DATA, _BLOB_SHAPE, _BLOB_DOUBLE_DATA = 5, 7, 8
 _SHAPE_DIM = 1
+_V1_CONVOLUTION, _V1_INNER_PRODUCT = 4, 14  # V1LayerParameter.LayerType
 
 
 def read_caffemodel(path) -> dict:
@@ -198,6 +200,68 @@ def load_caffe(model, path, rgb=True):
         state[first] = state[first][:, ::-1]  # BGR filters -> RGB filters
     model.load_state_dict(state)
     return model
+
+
+def save_caffemodel(model, path, rgb=True, legacy=False, name="deepconv"):
+    """Write ``model``'s weights as a ``.caffemodel`` (atomically): one
+    layer per deepconv layer with parameters, named as in deepconv, its
+    blobs the weights and the bias (float32 ``data``; float64 models write
+    ``double_data``). ``rgb``: the model reads RGB, so the first
+    convolution's filters are reversed to Caffe's BGR (what
+    :func:`load_caffe` undoes). ``legacy``: the V1 ``layers`` format with
+    4-D num / channels / height / width blobs, as the VGG authors' files;
+    else ``layer`` with ``shape``. Only weights: Caffe also needs the
+    net's ``.prototxt``."""
+    from deepconv.checkpoint import atomic_write
+
+    layers = {}
+    for pname, arr in model.named_parameters():
+        layer, _, kind = pname.rpartition(".")
+        layers.setdefault(layer, {})[kind] = np.array(to_numpy(arr))
+    first = next(iter(layers), None)
+    if rgb and first is not None:
+        weight = layers[first]["weight"]
+        if weight.ndim != 4 or weight.shape[1] != 3:
+            raise ValueError("rgb: the model's first layer does not read 3 channels; pass rgb=False")
+        layers[first]["weight"] = weight[:, ::-1]
+    out = [length_field(_NET_NAME, name.encode())]
+    for layer, blobs in layers.items():
+        if set(blobs) - {"weight", "bias"}:
+            raise ValueError(f"model: layer {layer!r} has parameters other than weight and bias")
+        conv = blobs["weight"].ndim == 4
+        body = [_blob(blobs[kind], legacy) for kind in ("weight", "bias") if kind in blobs]
+        if legacy:
+            head = [length_field(_V1_NAME, layer.encode()),
+                    varint_field(_V1_TYPE, _V1_CONVOLUTION if conv else _V1_INNER_PRODUCT)]
+            out.append(length_field(_NET_LAYERS_V1, b"".join(
+                head + [length_field(_V1_BLOBS, b) for b in body])))
+        else:
+            head = [length_field(_LAYER_NAME, layer.encode()),
+                    length_field(_LAYER_TYPE, b"Convolution" if conv else b"InnerProduct")]
+            out.append(length_field(_NET_LAYER, b"".join(
+                head + [length_field(_LAYER_BLOBS, b) for b in body])))
+    def write(f):
+        for part in out:
+            f.write(part)
+
+    atomic_write(path, write)
+    return path
+
+
+def _blob(value, legacy) -> bytes:
+    if legacy:
+        if value.ndim > 4:
+            raise ValueError(f"legacy: a blob of {value.ndim} dimensions has no 4-D form")
+        dims = (1,) * (4 - value.ndim) + value.shape
+        parts = [varint_field(field, d) for field, d in
+                 zip((_BLOB_NUM, _BLOB_CHANNELS, _BLOB_HEIGHT, _BLOB_WIDTH), dims)]
+    else:
+        packed = b"".join(varint(d) for d in value.shape)
+        parts = [length_field(_BLOB_SHAPE, length_field(_SHAPE_DIM, packed))]
+    double = value.dtype == np.float64
+    data = np.ascontiguousarray(value, dtype="<f8" if double else "<f4")
+    parts.append(length_field(_BLOB_DOUBLE_DATA if double else _BLOB_DATA, data.tobytes()))
+    return b"".join(parts)
 
 
 def _squeezed(shape):

@@ -1,4 +1,4 @@
-"""The protobuf wire format, read by hand: enough to walk a Caffe
+"""The protobuf wire format, by hand: enough to read and write a Caffe
 ``.caffemodel`` without generated code.
 
 Why not the ``protobuf`` package: it needs message classes, i.e. a
@@ -14,7 +14,7 @@ arrays over the file's bytes, without a copy.
 
 from __future__ import annotations
 
-__all__ = ["WireError", "fields", "read_varint"]
+__all__ = ["WireError", "fields", "length_field", "read_varint", "varint", "varint_field"]
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 
@@ -63,3 +63,28 @@ def fields(buf):
         else:  # 3, 4: groups (deprecated, not in caffe.proto); 6, 7: undefined
             raise WireError(f"field {number}: unsupported wire type {wire}")
         yield number, wire, value
+
+
+# --- writing --------------------------------------------------------------------------
+
+
+def varint(value: int) -> bytes:
+    """The base-128 varint of a non-negative int (negative int32 / int64
+    values take their 64-bit two's complement, as protobuf writes them)."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def varint_field(number: int, value: int) -> bytes:
+    return varint(number << 3 | VARINT) + varint(value)
+
+
+def length_field(number: int, payload) -> bytes:
+    """A string, nested message or packed run: key, length, bytes."""
+    payload = bytes(payload)
+    return varint(number << 3 | LENGTH) + varint(len(payload)) + payload
