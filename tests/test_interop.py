@@ -383,3 +383,17 @@ def test_save_caffemodel_is_what_protobuf_reads(tmp_path, legacy):
     back = load_caffe(alexnet_small(num_classes=CLASSES, width=1, seed=8), path)
     for a, b in zip(model.parameters(), back.parameters()):
         assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.slow
+def test_torchvision_vgg16_at_224_with_its_adaptive_pooling():
+    """Full size: torchvision's own AdaptiveAvgPool2d((7, 7)) in the torch
+    model, which at 224 x 224 is the identity deepconv leaves out (the fast
+    tests above cover the same loading code at 32 x 32)."""
+    torch.manual_seed(4)
+    theirs = TorchVGG(TORCH_VGG["D"])
+    ours = vgg("D", num_classes=CLASSES, materialize=False)
+    ours.reset_parameters(0)
+    load_torchvision(ours, theirs.state_dict(), "vgg16")
+    x = _images((1, 3, 224, 224), np.float32)
+    _check(_deepconv_logits(ours, x), _torch_logits(theirs, x), np.float32)

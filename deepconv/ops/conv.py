@@ -94,7 +94,9 @@ def conv2d_dgrad(dy, w, x_shape, stride=1, padding=0, groups=1, out=None):
     shape ``x_shape``, from ``dy`` ``(N, K, P, Q)`` and the filters ``w``.
 
     ``stride``, ``padding`` and ``groups`` are those of the forward call;
-    ``out`` (shape ``x_shape``) receives dx when given.
+    ``out`` (shape ``x_shape``) receives dx when given. Filters holding NaN
+    or Inf give PyTorch's dx (a tap on zero padding adds nothing), through
+    a slower tap-by-tap path (``_conv_dgrad_taps``).
     """
     check.float_array(dy, "dy")
     check.float_array(w, "w")
