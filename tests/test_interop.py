@@ -317,6 +317,15 @@ def test_bad_caffemodels_are_value_errors_naming_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"layer 'fc8' weight has shape \(11, 64\), the model's "
                                          r"fc8.weight \(10, 64\)"):
         load_caffe(target, wrong)
+    net = _caffe_messages()["caffe.NetParameter"]()
+    blob = net.layer.add(name="conv1_1").blobs.add()
+    blob.shape.dim.extend([2, 2])
+    blob.data.extend([1.0, 2.0, 3.0])
+    short = tmp_path / "short.caffemodel"
+    short.write_bytes(net.SerializeToString())
+    with pytest.raises(ValueError, match=r"layer 'conv1_1', blob 0: shape \(2, 2\) needs 4 values, "
+                                         r"the blob holds 3"):
+        load_caffe(target, short)
     v0 = tmp_path / "v0.caffemodel"
     v0.write_bytes(bytes([0x12, 0x04, 0x0A, 0x02, 0x0A, 0x00]))  # layers { layer { name: "" } }
     with pytest.raises(ValueError, match="V0 layer"):

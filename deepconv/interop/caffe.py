@@ -42,6 +42,7 @@ given): call :func:`use_caffe_lrn` after loading to match Caffe.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -132,7 +133,7 @@ def _read_blob(buf) -> np.ndarray:
         dims = [legacy.get(k, 0) for k in (_BLOB_NUM, _BLOB_CHANNELS, _BLOB_HEIGHT, _BLOB_WIDTH)]
     parts = doubles if doubles else floats
     flat = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, "<f4"))
-    count = int(np.prod(dims)) if dims else 0
+    count = math.prod(dims) if dims else 0  # Python ints: a corrupt shape cannot wrap
     if flat.size != count:
         raise ValueError(f"shape {tuple(dims)} needs {count} values, the blob holds {flat.size}")
     return flat.astype(flat.dtype.newbyteorder("="), copy=True).reshape(dims)
