@@ -1,0 +1,290 @@
+// Launchers of the Winograd convolutions (kernels/conv_winograd.cuh): three
+// transform kernels around one batched GEMM on the implicit-GEMM main loop
+// (conv_launch_implicit_gemm with ConvWinogradGemmPass, the 3x3 variant's
+// tiles from ops/conv_tiles.cuh), and the rule that picks them.
+//
+// Transforms run as separate kernels: fused into the GEMM's loaders, each
+// transformed element would be recomputed once per GEMM column block and
+// per position (alpha^2 = 36 positions read the same input tile), and the
+// output transform needs all 36 positions of a (tile, filter) pair, which
+// the GEMM spreads over 36 blocks.
+//
+// Numerics (tests/test_conv_winograd.py, float32 against float64, random
+// normal x, w; max |error| / (||x_window|| * ||w_filter||), i.e. relative to
+// the Cauchy-Schwarz bound of one output): implicit GEMM ~1e-7; F(2x2)
+// ~2e-7 (fprop, dgrad), wgrad ~2e-7; F(4x4) ~1e-6 (fprop, dgrad), wgrad
+// ~2e-6 (the 1/6, 1/24 filter coefficients and the 8x output weights grow
+// the rounding error). Well below what SGD notices (deepconv train --data
+// digits reaches the same accuracy).
+//
+// The auto rule (conv_winograd_tile), measured on the emulator (2-core
+// Zen 4, python benchmarks/conv3x3.py, VGG-16 shapes, batch 1): see
+// kAutoRule below. On a GPU build no measurement exists yet, so auto keeps
+// the implicit GEMM there (winograd runs when asked for).
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "common/launch.cuh"
+#include "kernels/conv.cuh"
+#include "kernels/conv_winograd.cuh"
+#include "ops/conv.h"
+#include "ops/conv_tiles.cuh"
+#include "ops/conv_winograd.h"
+
+namespace dc::ops {
+namespace {
+
+constexpr int kTransformThreads = 256;
+constexpr std::int64_t kTransformMaxBlocks = 4096;
+constexpr std::size_t kAlign = 256;  // every workspace buffer starts on this
+
+std::size_t align_up(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+int alpha_of(int tile) { return tile + 2; }
+
+// The tile grid of the (pseudo-)fprop that a pass runs: fprop itself; dgrad
+// as the fprop of dy (C and K swapped, H x W <-> P x Q, padding 2 - pad);
+// wgrad over fprop's tiles.
+WinogradGeometry geometry(const ConvParams& p, ConvPassKind pass, int tile) {
+  WinogradGeometry g;
+  g.N = p.N;
+  g.groups = p.groups;
+  if (pass == ConvPassKind::kDgrad) {
+    g.C = p.K, g.H = p.P, g.W = p.Q;
+    g.K = p.C, g.P = p.H, g.Q = p.W;
+    g.pad_h = 2 - p.pad_h, g.pad_w = 2 - p.pad_w;
+  } else {
+    g.C = p.C, g.H = p.H, g.W = p.W;
+    g.K = p.K, g.P = p.P, g.Q = p.Q;
+    g.pad_h = p.pad_h, g.pad_w = p.pad_w;
+  }
+  g.tiles_h = (g.P + tile - 1) / tile;
+  g.tiles_w = (g.Q + tile - 1) / tile;
+  return g;
+}
+
+// The element counts of the three workspace buffers (operand A, operand B,
+// GEMM result) of a pass, in GEMM order.
+struct WinogradBuffers {
+  std::int64_t a, b, out;
+};
+
+WinogradBuffers buffer_elements(const WinogradGeometry& g, ConvPassKind pass, int tile) {
+  const std::int64_t positions = std::int64_t(alpha_of(tile)) * alpha_of(tile);
+  const std::int64_t T = g.tiles();
+  const std::int64_t filters = std::int64_t(g.K) * g.group_channels();  // K * C/g
+  if (pass == ConvPassKind::kWgrad) {
+    return {positions * g.K * T, positions * g.C * T, positions * filters};
+  }
+  return {positions * T * g.C, positions * filters, positions * T * g.K};
+}
+
+template <typename T>
+std::size_t workspace_bytes_for(const WinogradGeometry& g, ConvPassKind pass, int tile) {
+  const WinogradBuffers e = buffer_elements(g, pass, tile);
+  return align_up(e.a * sizeof(T)) + align_up(e.b * sizeof(T)) + align_up(e.out * sizeof(T));
+}
+
+template <typename T>
+struct Workspace {
+  T* a;
+  T* b;
+  T* out;
+};
+
+template <typename T>
+Workspace<T> carve(const WinogradGeometry& g, ConvPassKind pass, int tile, void* workspace,
+                   std::size_t bytes, const char* op) {
+  if (bytes < workspace_bytes_for<T>(g, pass, tile)) {
+    throw std::invalid_argument(std::string(op) + ": workspace too small");
+  }
+  const WinogradBuffers e = buffer_elements(g, pass, tile);
+  char* base = static_cast<char*>(workspace);
+  Workspace<T> ws;
+  ws.a = reinterpret_cast<T*>(base);
+  base += align_up(e.a * sizeof(T));
+  ws.b = reinterpret_cast<T*>(base);
+  base += align_up(e.b * sizeof(T));
+  ws.out = reinterpret_cast<T*>(base);
+  return ws;
+}
+
+LaunchConfig transform_config(std::int64_t threads, Stream s) {
+  return LaunchConfig{dim3(blocks_for(threads, kTransformThreads, kTransformMaxBlocks)),
+                      dim3(kTransformThreads), 0, s};
+}
+
+// The batched GEMMs, on the 3x3 variant's tiles; never split (alpha^2 x
+// groups batches already give 16-36x the blocks of one GEMM).
+template <typename T>
+void run_gemm(const ConvWinogradGemmPass<T>& pass, const char* name, Stream s) {
+  constexpr ConvSplitTarget kNoSplit{1, 1 << 30};
+  visit_conv_3x3_tile<T>(pass, name, [&](auto gemm, auto tile, const char* kernel) {
+    conv_launch_implicit_gemm<decltype(tile)>(kernel, "conv2d_winograd_split_reduce", gemm,
+                                              kNoSplit, nullptr, 0, s);
+  });
+}
+
+// fprop and dgrad: y = conv(x, w) over geometry g (dgrad: x = dy, y = dx,
+// the filters read rotated); w is always the layer's (K, C/g, 3, 3).
+template <typename T, int kM>
+void run_fprop(const ConvParams& p, const WinogradGeometry& g, ConvPassKind pass, const T* x,
+               const T* w, const T* bias, T* y, bool relu, void* workspace, std::size_t bytes,
+               Stream s, const char* op) {
+  constexpr int kA = kM + 2;
+  const Workspace<T> ws = carve<T>(g, pass, kM, workspace, bytes, op);
+  const std::int64_t T_ = g.tiles();
+  const int Cg = g.group_channels(), Kg = g.group_filters();
+  const std::int64_t z_filters = std::int64_t(Kg) * Cg;  // one batch's U
+  const WinogradLayout u_layout{g.groups * z_filters, z_filters, Cg, 1};
+  launch(conv_winograd_filter_kernel<T, kM>, "conv2d_winograd_filter_transform",
+         transform_config(std::int64_t(p.K) * p.group_channels(), s), w, ws.b, p.K,
+         p.group_channels(), p.groups, pass == ConvPassKind::kDgrad, u_layout);
+  const WinogradLayout v_layout{T_ * g.C, T_ * Cg, Cg, 1};
+  launch(conv_winograd_input_kernel<T, kM>, "conv2d_winograd_input_transform",
+         transform_config(std::int64_t(g.N) * g.C * g.image_tiles(), s), x, ws.a, g, false,
+         v_layout);
+  ConvWinogradGemmPass<T> gemm;
+  gemm.a = ConvRowMatrix<T>{ws.a, T_, Cg, T_ * Cg};
+  gemm.b = ConvRowMatrix<T>{ws.b, Kg, Cg, z_filters};
+  gemm.out = ws.out;
+  gemm.m = T_;
+  gemm.n = Kg;
+  gemm.k = Cg;
+  gemm.batches = kA * kA * g.groups;
+  run_gemm(gemm, "conv2d_winograd_gemm", s);
+  launch(conv_winograd_output_kernel<T, kM>, "conv2d_winograd_output_transform",
+         transform_config(std::int64_t(g.N) * g.K * g.image_tiles(), s), ws.out, y, bias, relu,
+         g);
+}
+
+template <typename T, int kM>
+void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* workspace,
+               std::size_t bytes, Stream s) {
+  constexpr int kA = kM + 2;
+  const WinogradGeometry g = geometry(p, ConvPassKind::kWgrad, kM);
+  const Workspace<T> ws = carve<T>(g, ConvPassKind::kWgrad, kM, workspace, bytes,
+                                   "conv2d_wgrad");
+  const std::int64_t T_ = g.tiles();
+  const int Cg = g.group_channels(), Kg = g.group_filters();
+  launch(conv_winograd_grad_kernel<T, kM>, "conv2d_winograd_grad_transform",
+         transform_config(std::int64_t(g.N) * g.K * g.image_tiles(), s), dy, ws.a, g,
+         WinogradLayout{T_ * g.K, T_ * Kg, T_, 1});
+  launch(conv_winograd_input_kernel<T, kM>, "conv2d_winograd_input_transform",
+         transform_config(std::int64_t(g.N) * g.C * g.image_tiles(), s), x, ws.b, g, true,
+         WinogradLayout{T_ * g.C, T_ * Cg, T_, 1});
+  ConvWinogradGemmPass<T> gemm;
+  gemm.a = ConvRowMatrix<T>{ws.a, Kg, T_, T_ * Kg};
+  gemm.b = ConvRowMatrix<T>{ws.b, Cg, T_, T_ * Cg};
+  gemm.out = ws.out;
+  gemm.m = Kg;
+  gemm.n = Cg;
+  gemm.k = static_cast<int>(T_);
+  gemm.batches = kA * kA * g.groups;
+  run_gemm(gemm, "conv2d_winograd_wgrad_gemm", s);
+  launch(conv_winograd_filter_grad_kernel<T, kM>, "conv2d_winograd_filter_grad_transform",
+         transform_config(std::int64_t(p.K) * Cg, s), ws.out, dw, p.K, Cg);
+}
+
+void require_tile(int tile, const char* op) {
+  if (tile != 2 && tile != 4) {
+    throw std::invalid_argument(std::string(op) + ": Winograd tile must be 2 or 4");
+  }
+}
+
+}  // namespace
+
+std::string conv_winograd_unsupported(const ConvParams& p) {
+  if (p.R != 3 || p.S != 3) return "the filter is not 3x3";
+  if (p.stride_h != 1 || p.stride_w != 1) return "the stride is not 1";
+  if (p.pad_h > 2 || p.pad_w > 2) return "the padding is larger than 2";
+  return "";
+}
+
+int conv_winograd_tile(const ConvParams& p, ConvPassKind pass, ConvAlgorithm algo, const char* op) {
+  if (algo == ConvAlgorithm::kImplicitGemm) return 0;
+  const std::string why = conv_winograd_unsupported(p);
+  if (algo == ConvAlgorithm::kWinograd) {
+    if (!why.empty()) {
+      throw std::invalid_argument(std::string(op) + ": algorithm 'winograd' cannot run this "
+                                  "problem: " + why + " (it needs a 3x3 filter, stride 1, "
+                                  "padding <= 2)");
+    }
+    return 4;
+  }
+  if (!why.empty()) return 0;
+  (void)pass;
+  return 0;
+}
+
+std::string conv2d_winograd_variant(int tile) {
+  return tile == 2 ? "winograd_2x2" : "winograd_4x4";
+}
+
+template <typename T>
+std::size_t conv2d_winograd_workspace_bytes(const ConvParams& p, ConvPassKind pass, int tile) {
+  require_tile(tile, "conv2d_winograd");
+  return workspace_bytes_for<T>(geometry(p, pass, tile), pass, tile);
+}
+
+template <typename T>
+void conv2d_fprop_winograd(const ConvParams& p, int tile, const T* x, const T* w, const T* b,
+                           T* y, bool relu, void* workspace, std::size_t workspace_bytes,
+                           Stream s) {
+  require_tile(tile, "conv2d_fprop");
+  const WinogradGeometry g = geometry(p, ConvPassKind::kFprop, tile);
+  if (tile == 4) {
+    run_fprop<T, 4>(p, g, ConvPassKind::kFprop, x, w, b, y, relu, workspace, workspace_bytes,
+                    s, "conv2d_fprop");
+  } else {
+    run_fprop<T, 2>(p, g, ConvPassKind::kFprop, x, w, b, y, relu, workspace, workspace_bytes,
+                    s, "conv2d_fprop");
+  }
+}
+
+template <typename T>
+void conv2d_dgrad_winograd(const ConvParams& p, int tile, const T* dy, const T* w, T* dx,
+                           void* workspace, std::size_t workspace_bytes, Stream s) {
+  require_tile(tile, "conv2d_dgrad");
+  const WinogradGeometry g = geometry(p, ConvPassKind::kDgrad, tile);
+  if (tile == 4) {
+    run_fprop<T, 4>(p, g, ConvPassKind::kDgrad, dy, w, static_cast<const T*>(nullptr), dx,
+                    false, workspace, workspace_bytes, s, "conv2d_dgrad");
+  } else {
+    run_fprop<T, 2>(p, g, ConvPassKind::kDgrad, dy, w, static_cast<const T*>(nullptr), dx,
+                    false, workspace, workspace_bytes, s, "conv2d_dgrad");
+  }
+}
+
+template <typename T>
+void conv2d_wgrad_winograd(const ConvParams& p, int tile, const T* x, const T* dy, T* dw, T* db,
+                           void* workspace, std::size_t workspace_bytes, Stream s) {
+  require_tile(tile, "conv2d_wgrad");
+  if (tile == 4) {
+    run_wgrad<T, 4>(p, x, dy, dw, workspace, workspace_bytes, s);
+  } else {
+    run_wgrad<T, 2>(p, x, dy, dw, workspace, workspace_bytes, s);
+  }
+  if (db != nullptr) {
+    constexpr int kBiasThreads = 256;
+    const LaunchConfig cfg{dim3(static_cast<unsigned int>(p.K)), dim3(kBiasThreads), 0, s};
+    launch(conv_bias_grad_kernel<T, kBiasThreads>, "conv2d_bias_grad", cfg, dy, db, p.N, p.K,
+           p.output_plane());
+  }
+}
+
+#define DC_CONV_WINOGRAD_INSTANTIATE(T)                                                          \
+  template void conv2d_fprop_winograd<T>(const ConvParams&, int, const T*, const T*, const T*, \
+                                         T*, bool, void*, std::size_t, Stream);                \
+  template void conv2d_dgrad_winograd<T>(const ConvParams&, int, const T*, const T*, T*,       \
+                                         void*, std::size_t, Stream);                          \
+  template void conv2d_wgrad_winograd<T>(const ConvParams&, int, const T*, const T*, T*, T*,   \
+                                         void*, std::size_t, Stream);                          \
+  template std::size_t conv2d_winograd_workspace_bytes<T>(const ConvParams&, ConvPassKind, int);
+DC_CONV_WINOGRAD_INSTANTIATE(float)
+DC_CONV_WINOGRAD_INSTANTIATE(double)
+#undef DC_CONV_WINOGRAD_INSTANTIATE
+
+}  // namespace dc::ops
