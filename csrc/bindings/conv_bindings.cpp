@@ -1,6 +1,7 @@
 // Python bindings of ops/conv.h (conventions: bindings/common.h).
 //
-// `algorithm` is "auto", "implicit_gemm" or "winograd" (dc::ops::ConvAlgorithm).
+// `algorithm` is "auto", "implicit_gemm", "winograd", "winograd_4x4" or
+// "winograd_2x2" (dc::ops::ConvAlgorithm).
 // `params` is the tuple (N, C, H, W, K, R, S, P, Q, pad_h, pad_w, stride_h,
 // stride_w, groups) of dc::ConvParams; deepconv.ops.conv builds it. A null
 // bias / db pointer is 0.
@@ -40,8 +41,10 @@ dc::ops::ConvAlgorithm to_algorithm(const std::string& name) {
   if (name == "auto") return dc::ops::ConvAlgorithm::kAuto;
   if (name == "implicit_gemm") return dc::ops::ConvAlgorithm::kImplicitGemm;
   if (name == "winograd") return dc::ops::ConvAlgorithm::kWinograd;
-  throw py::value_error("algorithm: expected 'auto', 'implicit_gemm' or 'winograd', got '" +
-                        name + "'");
+  if (name == "winograd_4x4") return dc::ops::ConvAlgorithm::kWinograd4x4;
+  if (name == "winograd_2x2") return dc::ops::ConvAlgorithm::kWinograd2x2;
+  throw py::value_error("algorithm: expected 'auto', 'implicit_gemm', 'winograd', "
+                        "'winograd_4x4' or 'winograd_2x2', got '" + name + "'");
 }
 
 void conv2d_fprop(const ParamsTuple& params, std::uintptr_t x, std::uintptr_t w, std::uintptr_t b,

@@ -44,9 +44,53 @@
 
 namespace dc {
 
-// The 1-D transforms of F(m x m, 3x3); the 2-D ones apply them to columns,
-// then rows (winograd_2d). Coefficients: Lavin & Gray's points 0, +-1, +-2
-// (F4) and 0, +-1 (F2), plus infinity.
+// kLanes values of one type, operated on together. A transform thread
+// handles kLanes neighbours along its output's contiguous dimension (channels
+// or tiles): the arithmetic below is then one loop over lanes per operation,
+// which g++ turns into packed instructions on the emulator (16 float lanes:
+// one AVX-512 operation), and the stores are contiguous runs. The launcher
+// uses 1 lane on a GPU, where neighbouring threads play that role.
+template <typename T, int kLanes>
+struct WinogradLanes {
+  using Scalar = T;
+  T v[kLanes];
+
+  __device__ __forceinline__ friend WinogradLanes operator+(const WinogradLanes& a,
+                                                            const WinogradLanes& b) {
+    WinogradLanes r;
+#pragma unroll
+#pragma GCC unroll 16
+    for (int l = 0; l < kLanes; ++l) r.v[l] = a.v[l] + b.v[l];
+    return r;
+  }
+  __device__ __forceinline__ friend WinogradLanes operator-(const WinogradLanes& a,
+                                                            const WinogradLanes& b) {
+    WinogradLanes r;
+#pragma unroll
+#pragma GCC unroll 16
+    for (int l = 0; l < kLanes; ++l) r.v[l] = a.v[l] - b.v[l];
+    return r;
+  }
+  __device__ __forceinline__ friend WinogradLanes operator-(const WinogradLanes& a) {
+    WinogradLanes r;
+#pragma unroll
+#pragma GCC unroll 16
+    for (int l = 0; l < kLanes; ++l) r.v[l] = -a.v[l];
+    return r;
+  }
+  __device__ __forceinline__ friend WinogradLanes operator*(T c, const WinogradLanes& a) {
+    WinogradLanes r;
+#pragma unroll
+#pragma GCC unroll 16
+    for (int l = 0; l < kLanes; ++l) r.v[l] = c * a.v[l];
+    return r;
+  }
+};
+
+// The 1-D transforms of F(m x m, 3x3) on V = WinogradLanes; the 2-D ones
+// apply them to columns, then rows (winograd_2d). Coefficients: Lavin &
+// Gray's points 0, +-1, +-2 (F4) and 0, +-1 (F2), plus infinity. Fractions
+// are multiplications by rounded reciprocals (a division costs ~10x).
 template <int kM>
 struct WinogradF;
 
@@ -56,53 +100,62 @@ struct WinogradF<4> {
   static constexpr int kAlpha = 6;  // transformed tile side
 
   // B^T d
-  template <typename T>
-  __device__ __forceinline__ static void input(const T (&d)[6], T (&t)[6]) {
-    t[0] = T(4) * d[0] - T(5) * d[2] + d[4];
-    t[1] = -T(4) * (d[1] + d[2]) + d[3] + d[4];
-    t[2] = T(4) * (d[1] - d[2]) - d[3] + d[4];
-    t[3] = T(2) * (d[3] - d[1]) - d[2] + d[4];
-    t[4] = T(2) * (d[1] - d[3]) - d[2] + d[4];
-    t[5] = T(4) * d[1] - T(5) * d[3] + d[5];
+  template <typename V>
+  __device__ __forceinline__ static void input(const V (&d)[6], V (&t)[6]) {
+    using S = typename V::Scalar;
+    const V d4_2 = d[4] - d[2], d3_1 = d[3] - d[1];
+    t[0] = S(4) * d[0] - S(5) * d[2] + d[4];
+    t[1] = d[3] + d[4] - S(4) * (d[1] + d[2]);
+    t[2] = S(4) * (d[1] - d[2]) + d[4] - d[3];
+    t[3] = S(2) * d3_1 + d4_2;
+    t[4] = d4_2 - S(2) * d3_1;
+    t[5] = S(4) * d[1] - S(5) * d[3] + d[5];
   }
   // G g
-  template <typename T>
-  __device__ __forceinline__ static void filter(const T (&g)[3], T (&u)[6]) {
-    u[0] = g[0] / T(4);
-    u[1] = -(g[0] + g[1] + g[2]) / T(6);
-    u[2] = -(g[0] - g[1] + g[2]) / T(6);
-    u[3] = g[0] / T(24) + g[1] / T(12) + g[2] / T(6);
-    u[4] = g[0] / T(24) - g[1] / T(12) + g[2] / T(6);
+  template <typename V>
+  __device__ __forceinline__ static void filter(const V (&g)[3], V (&u)[6]) {
+    using S = typename V::Scalar;
+    const V s02 = g[0] + g[2];
+    u[0] = S(0.25) * g[0];
+    u[1] = S(-1.0 / 6.0) * (s02 + g[1]);
+    u[2] = S(-1.0 / 6.0) * (s02 - g[1]);
+    const V a = S(1.0 / 24.0) * g[0] + S(1.0 / 6.0) * g[2];
+    const V b = S(1.0 / 12.0) * g[1];
+    u[3] = a + b;
+    u[4] = a - b;
     u[5] = g[2];
   }
   // A^T m
-  template <typename T>
-  __device__ __forceinline__ static void output(const T (&m)[6], T (&o)[4]) {
-    const T a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+  template <typename V>
+  __device__ __forceinline__ static void output(const V (&m)[6], V (&o)[4]) {
+    using S = typename V::Scalar;
+    const V a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
     o[0] = m[0] + a + c;
-    o[1] = b + T(2) * d;
-    o[2] = a + T(4) * c;
-    o[3] = b + T(8) * d + m[5];
+    o[1] = b + S(2) * d;
+    o[2] = a + S(4) * c;
+    o[3] = b + S(8) * d + m[5];
   }
   // A y (wgrad: the adjoint of the output transform)
-  template <typename T>
-  __device__ __forceinline__ static void grad_output(const T (&y)[4], T (&t)[6]) {
-    const T even = y[0] + y[2], odd = y[1] + y[3];
+  template <typename V>
+  __device__ __forceinline__ static void grad_output(const V (&y)[4], V (&t)[6]) {
+    using S = typename V::Scalar;
+    const V even = y[0] + y[2], odd = y[1] + y[3];
+    const V even2 = y[0] + S(4) * y[2], odd2 = S(2) * y[1] + S(8) * y[3];
     t[0] = y[0];
     t[1] = even + odd;
     t[2] = even - odd;
-    const T even2 = y[0] + T(4) * y[2], odd2 = T(2) * y[1] + T(8) * y[3];
     t[3] = even2 + odd2;
     t[4] = even2 - odd2;
     t[5] = y[3];
   }
   // G^T x (wgrad: the adjoint of the filter transform)
-  template <typename T>
-  __device__ __forceinline__ static void filter_grad(const T (&x)[6], T (&g)[3]) {
-    const T s12 = x[1] + x[2], d12 = x[1] - x[2], s34 = x[3] + x[4], d34 = x[3] - x[4];
-    g[0] = x[0] / T(4) - s12 / T(6) + s34 / T(24);
-    g[1] = -d12 / T(6) + d34 / T(12);
-    g[2] = -s12 / T(6) + s34 / T(6) + x[5];
+  template <typename V>
+  __device__ __forceinline__ static void filter_grad(const V (&x)[6], V (&g)[3]) {
+    using S = typename V::Scalar;
+    const V s12 = x[1] + x[2], d12 = x[1] - x[2], s34 = x[3] + x[4], d34 = x[3] - x[4];
+    g[0] = S(0.25) * x[0] - S(1.0 / 6.0) * s12 + S(1.0 / 24.0) * s34;
+    g[1] = S(1.0 / 12.0) * d34 - S(1.0 / 6.0) * d12;
+    g[2] = S(1.0 / 6.0) * (s34 - s12) + x[5];
   }
 };
 
@@ -111,48 +164,52 @@ struct WinogradF<2> {
   static constexpr int kTile = 2;
   static constexpr int kAlpha = 4;
 
-  template <typename T>
-  __device__ __forceinline__ static void input(const T (&d)[4], T (&t)[4]) {
+  template <typename V>
+  __device__ __forceinline__ static void input(const V (&d)[4], V (&t)[4]) {
     t[0] = d[0] - d[2];
     t[1] = d[1] + d[2];
     t[2] = d[2] - d[1];
     t[3] = d[1] - d[3];
   }
-  template <typename T>
-  __device__ __forceinline__ static void filter(const T (&g)[3], T (&u)[4]) {
+  template <typename V>
+  __device__ __forceinline__ static void filter(const V (&g)[3], V (&u)[4]) {
+    using S = typename V::Scalar;
+    const V s02 = g[0] + g[2];
     u[0] = g[0];
-    u[1] = (g[0] + g[1] + g[2]) / T(2);
-    u[2] = (g[0] - g[1] + g[2]) / T(2);
+    u[1] = S(0.5) * (s02 + g[1]);
+    u[2] = S(0.5) * (s02 - g[1]);
     u[3] = g[2];
   }
-  template <typename T>
-  __device__ __forceinline__ static void output(const T (&m)[4], T (&o)[2]) {
+  template <typename V>
+  __device__ __forceinline__ static void output(const V (&m)[4], V (&o)[2]) {
     o[0] = m[0] + m[1] + m[2];
     o[1] = m[1] - m[2] - m[3];
   }
-  template <typename T>
-  __device__ __forceinline__ static void grad_output(const T (&y)[2], T (&t)[4]) {
+  template <typename V>
+  __device__ __forceinline__ static void grad_output(const V (&y)[2], V (&t)[4]) {
     t[0] = y[0];
     t[1] = y[0] + y[1];
     t[2] = y[0] - y[1];
     t[3] = -y[1];
   }
-  template <typename T>
-  __device__ __forceinline__ static void filter_grad(const T (&x)[4], T (&g)[3]) {
-    g[0] = x[0] + (x[1] + x[2]) / T(2);
-    g[1] = (x[1] - x[2]) / T(2);
-    g[2] = (x[1] + x[2]) / T(2) + x[3];
+  template <typename V>
+  __device__ __forceinline__ static void filter_grad(const V (&x)[4], V (&g)[3]) {
+    using S = typename V::Scalar;
+    const V half_sum = S(0.5) * (x[1] + x[2]);
+    g[0] = x[0] + half_sum;
+    g[1] = S(0.5) * (x[1] - x[2]);
+    g[2] = half_sum + x[3];
   }
 };
 
 // out = f(f(in) along columns) along rows: the 2-D form X^T in X of a 1-D
-// transform f: T[kIn] -> T[kOut] (the matrix X^T).
-template <int kIn, int kOut, typename T, typename F1>
-__device__ __forceinline__ void winograd_2d(const T (&in)[kIn][kIn], T (&out)[kOut][kOut], F1 f) {
-  T mid[kOut][kIn];
+// transform f: V[kIn] -> V[kOut] (the matrix X^T).
+template <int kIn, int kOut, typename V, typename F1>
+__device__ __forceinline__ void winograd_2d(const V (&in)[kIn][kIn], V (&out)[kOut][kOut], F1 f) {
+  V mid[kOut][kIn];
 #pragma unroll
   for (int j = 0; j < kIn; ++j) {
-    T col[kIn], t[kOut];
+    V col[kIn], t[kOut];
 #pragma unroll
     for (int i = 0; i < kIn; ++i) col[i] = in[i][j];
     f(col, t);
@@ -181,210 +238,290 @@ struct WinogradGeometry {
   __host__ __device__ __forceinline__ std::int64_t tiles() const { return N * image_tiles(); }
 };
 
-// Where a transform writes element (pos, g, row, col) of a workspace matrix:
-// pos * pos_stride + g * group_stride + row * row_stride + col * col_stride.
-struct WinogradLayout {
-  std::int64_t pos_stride, group_stride, row_stride, col_stride;
-
-  __device__ __forceinline__ std::int64_t at(int pos, int g, std::int64_t row,
-                                             std::int64_t col) const {
-    return pos * pos_stride + g * group_stride + row * row_stride + col * col_stride;
+// Stores kLanes values of lane vector `val` at dst[0 .. count): contiguous,
+// unmasked when the run is whole.
+template <typename T, int kLanes>
+__device__ __forceinline__ void winograd_store_run(T* dst, const WinogradLanes<T, kLanes>& val,
+                                                   int count) {
+  if (count == kLanes) {
+#pragma unroll
+#pragma GCC unroll 16
+    for (int l = 0; l < kLanes; ++l) dst[l] = val.v[l];
+  } else {
+    for (int l = 0; l < count; ++l) dst[l] = val.v[l];
   }
-};
+}
 
-// Filter transform: U[pos][g][row][col] = (G w G^T)[pos] for every filter.
-// fprop: row = k, col = c within the group, the filter w[g K/g + k][c].
-// dgrad (rotate): row = c, col = k, the filter w[g K/g + k][c] rotated 180
-// degrees (the dgrad problem's filter (c, k)).
-template <typename T, int kM>
+template <typename T, int kLanes>
+__device__ __forceinline__ void winograd_load_run(const T* src, WinogradLanes<T, kLanes>& val,
+                                                  int count) {
+  if (count == kLanes) {
+#pragma unroll
+#pragma GCC unroll 16
+    for (int l = 0; l < kLanes; ++l) val.v[l] = src[l];
+  } else {
+#pragma unroll
+#pragma GCC unroll 16
+    for (int l = 0; l < kLanes; ++l) val.v[l] = l < count ? src[l] : T(0);
+  }
+}
+
+// Filter transform: U = G w G^T for every (filter, channel) pair.
+// fprop (rotate false): U[pos][g][k][c] of the filter w[g K/g + k][c]; a
+//   thread takes kLanes consecutive c.
+// dgrad (rotate true): U[pos][g][c][k] of w[g K/g + k][c] rotated 180
+//   degrees (the dgrad problem's filter (c, k)); kLanes consecutive k.
+// U's batches (pos, g) are rows x cols matrices, pos_stride = groups of them.
+template <typename T, int kM, int kLanes>
 __global__ void conv_winograd_filter_kernel(const T* __restrict__ w,  // (K, C/g, 3, 3)
                                             T* __restrict__ u, int K, int Cg, int groups,
-                                            bool rotate, WinogradLayout layout) {
+                                            bool rotate) {
   using F = WinogradF<kM>;
+  using V = WinogradLanes<T, kLanes>;
   constexpr int kA = F::kAlpha;
   const int Kg = K / groups;
-  const std::int64_t total = std::int64_t(K) * Cg;
+  const int rows = rotate ? Cg : Kg, cols = rotate ? Kg : Cg;
+  const int col_blocks = (cols + kLanes - 1) / kLanes;
+  const std::int64_t batch = std::int64_t(rows) * cols;
+  const std::int64_t pos_stride = batch * groups;
+  const std::int64_t total = std::int64_t(groups) * rows * col_blocks;
   for (std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += std::int64_t(blockDim.x) * gridDim.x) {
-    const int filt = static_cast<int>(idx / Cg);  // global filter index g K/g + k
-    const int c = static_cast<int>(idx - std::int64_t(filt) * Cg);
-    const int g = filt / Kg;
-    const int k = filt - g * Kg;
-    const T* src = w + idx * 9;
-    T g3[3][3];
+    const std::int64_t grow = idx / col_blocks;  // g * rows + row
+    const int col0 = static_cast<int>(idx - grow * col_blocks) * kLanes;
+    const int g = static_cast<int>(grow / rows);
+    const int row = static_cast<int>(grow - std::int64_t(g) * rows);
+    const int count = min(kLanes, cols - col0);
+    V g3[3][3];
 #pragma unroll
-    for (int r = 0; r < 3; ++r)
+    for (int l = 0; l < kLanes; ++l) {
+      const int col = col0 + (l < count ? l : 0);
+      const int k = rotate ? col : row, c = rotate ? row : col;
+      const T* src = w + ((std::int64_t(g) * Kg + k) * Cg + c) * 9;
 #pragma unroll
-      for (int s = 0; s < 3; ++s) g3[r][s] = rotate ? src[(2 - r) * 3 + (2 - s)] : src[r * 3 + s];
-    T out[kA][kA];
-    winograd_2d(g3, out, [](const T(&a)[3], T(&b)[kA]) { F::filter(a, b); });
-    const int row = rotate ? c : k;
-    const int col = rotate ? k : c;
+      for (int r = 0; r < 3; ++r)
+#pragma unroll
+        for (int s = 0; s < 3; ++s)
+          g3[r][s].v[l] = rotate ? src[(2 - r) * 3 + (2 - s)] : src[r * 3 + s];
+    }
+    V out[kA][kA];
+    winograd_2d(g3, out, [](const V(&a)[3], V(&b)[kA]) { F::filter(a, b); });
+    T* dst = u + g * batch + std::int64_t(row) * cols + col0;
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
-      for (int j = 0; j < kA; ++j) u[layout.at(i * kA + j, g, row, col)] = out[i][j];
+      for (int j = 0; j < kA; ++j) winograd_store_run(dst + (i * kA + j) * pos_stride, out[i][j], count);
   }
 }
 
-// Input transform: (B^T d B) of every (image n, channel, tile) to
-// V[pos][g][row = n * tiles + t][col = c] (transpose: row = c, col = tile).
-// One thread per tile; consecutive threads take consecutive tiles of one
-// channel (the windows overlap, so their reads share cache lines).
-template <typename T, int kM>
+// Reads the alpha x alpha window at (h0, w0) of `plane` into lane l of d.
+template <int kA, typename T, int kLanes>
+__device__ __forceinline__ void winograd_load_window(const T* plane, int h0, int w0, int H, int W,
+                                                     int l, WinogradLanes<T, kLanes> (&d)[kA][kA]) {
+#pragma unroll
+  for (int i = 0; i < kA; ++i) {
+    const int h = h0 + i;
+    const bool row_in = h >= 0 && h < H;
+    const T* src = plane + std::int64_t(h) * W;
+#pragma unroll
+    for (int j = 0; j < kA; ++j) {
+      const int ww = w0 + j;
+      d[i][j].v[l] = row_in && ww >= 0 && ww < W ? src[ww] : T(0);
+    }
+  }
+}
+
+// Input transform B^T d B of every (image, channel, tile) window of x
+// (zero outside the image). Layouts of the batches (pos, g):
+//   channels_minor (fprop, dgrad): V[pos][g][n * tiles + t][c]; a thread
+//     takes one tile and kLanes consecutive channels c.
+//   otherwise (wgrad): V[pos][g][c][n * tiles + t]; a thread takes one
+//     channel and kLanes consecutive tiles.
+template <typename T, int kM, int kLanes, bool kChannelsMinor>
 __global__ void conv_winograd_input_kernel(const T* __restrict__ x,  // (N, C, H, W)
-                                           T* __restrict__ v, WinogradGeometry geo,
-                                           bool transpose, WinogradLayout layout) {
+                                           T* __restrict__ v, WinogradGeometry geo) {
   using F = WinogradF<kM>;
+  using V = WinogradLanes<T, kLanes>;
   constexpr int kA = F::kAlpha;
   const std::int64_t image_tiles = geo.image_tiles();
-  const std::int64_t total = std::int64_t(geo.N) * geo.C * image_tiles;
+  const std::int64_t T_ = geo.tiles();
   const int Cg = geo.group_channels();
+  const std::int64_t plane_size = std::int64_t(geo.H) * geo.W;
+  const std::int64_t batch = T_ * Cg;
+  const std::int64_t pos_stride = batch * geo.groups;
+  // minor: the lane dimension (c or tile); major: the other one (tile or c)
+  const std::int64_t minor = kChannelsMinor ? Cg : T_;
+  const std::int64_t major = kChannelsMinor ? T_ : Cg;
+  const std::int64_t minor_blocks = (minor + kLanes - 1) / kLanes;
+  const std::int64_t total = geo.groups * major * minor_blocks;
   for (std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += std::int64_t(blockDim.x) * gridDim.x) {
-    const std::int64_t plane_index = idx / image_tiles;  // n * C + channel
-    const int t = static_cast<int>(idx - plane_index * image_tiles);
-    const int n = static_cast<int>(plane_index / geo.C);
-    const int channel = static_cast<int>(plane_index - std::int64_t(n) * geo.C);
-    const int g = channel / Cg;
-    const int c = channel - g * Cg;
-    const int th = t / geo.tiles_w;
-    const int tw = t - th * geo.tiles_w;
-    const int h0 = th * kM - geo.pad_h, w0 = tw * kM - geo.pad_w;
-    const T* plane = x + plane_index * geo.H * geo.W;
-    T d[kA][kA];
+    const std::int64_t gmajor = idx / minor_blocks;  // g * major + major index
+    const std::int64_t minor0 = (idx - gmajor * minor_blocks) * kLanes;
+    const int g = static_cast<int>(gmajor / major);
+    const std::int64_t major_index = gmajor - g * major;
+    const int count = static_cast<int>(minor - minor0 < kLanes ? minor - minor0 : kLanes);
+    V d[kA][kA];
 #pragma unroll
-    for (int i = 0; i < kA; ++i) {
-      const int h = h0 + i;
-      const bool row_in = h >= 0 && h < geo.H;
-#pragma unroll
-      for (int j = 0; j < kA; ++j) {
-        const int ww = w0 + j;
-        d[i][j] = row_in && ww >= 0 && ww < geo.W ? plane[std::int64_t(h) * geo.W + ww] : T(0);
-      }
+    for (int l = 0; l < kLanes; ++l) {
+      const std::int64_t at = minor0 + (l < count ? l : 0);
+      const std::int64_t tile = kChannelsMinor ? major_index : at;
+      const int c = static_cast<int>(kChannelsMinor ? at : major_index);
+      const int n = static_cast<int>(tile / image_tiles);
+      const int t = static_cast<int>(tile - n * image_tiles);
+      const int th = t / geo.tiles_w;
+      const int tw = t - th * geo.tiles_w;
+      const T* plane = x + (std::int64_t(n) * geo.C + g * Cg + c) * plane_size;
+      winograd_load_window<kA>(plane, th * kM - geo.pad_h, tw * kM - geo.pad_w, geo.H, geo.W, l,
+                               d);
     }
-    T out[kA][kA];
-    winograd_2d(d, out, [](const T(&a)[kA], T(&b)[kA]) { F::input(a, b); });
-    const std::int64_t tile = n * image_tiles + t;
-    const std::int64_t row = transpose ? c : tile;
-    const std::int64_t col = transpose ? tile : c;
+    V out[kA][kA];
+    winograd_2d(d, out, [](const V(&a)[kA], V(&b)[kA]) { F::input(a, b); });
+    T* dst = v + g * batch + major_index * minor + minor0;
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
-      for (int j = 0; j < kA; ++j) v[layout.at(i * kA + j, g, row, col)] = out[i][j];
+      for (int j = 0; j < kA; ++j)
+        winograd_store_run(dst + (i * kA + j) * pos_stride, out[i][j], count);
   }
 }
 
-// Output transform: y[n][g K/g + k] tile = A^T M A, + bias[k], ReLU if
-// asked; M[pos][g][n * tiles + t][k]. Outputs past P, Q are dropped.
-template <typename T, int kM>
+// Output transform: y[n][g K/g + k] tile = A^T M A (+ bias[k], ReLU if
+// asked) from M[pos][g][n * tiles + t][k]; a thread takes one tile and
+// kLanes consecutive k. Outputs past P, Q are dropped.
+template <typename T, int kM, int kLanes>
 __global__ void conv_winograd_output_kernel(const T* __restrict__ m, T* __restrict__ y,
                                             const T* __restrict__ bias,  // (K,) or null
                                             bool relu, WinogradGeometry geo) {
   using F = WinogradF<kM>;
+  using V = WinogradLanes<T, kLanes>;
   constexpr int kA = F::kAlpha;
   const std::int64_t image_tiles = geo.image_tiles();
-  const std::int64_t total = std::int64_t(geo.N) * geo.K * image_tiles;
+  const std::int64_t T_ = geo.tiles();
   const int Kg = geo.group_filters();
-  const std::int64_t pos_stride = geo.tiles() * geo.K;  // [pos][g][T][Kg]: G * T * Kg
+  const int k_blocks = (Kg + kLanes - 1) / kLanes;
+  const std::int64_t pos_stride = T_ * geo.K;  // [pos][g][T][Kg]
+  const std::int64_t total = geo.groups * T_ * k_blocks;
   for (std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += std::int64_t(blockDim.x) * gridDim.x) {
-    const std::int64_t plane_index = idx / image_tiles;  // n * K + filter
-    const int t = static_cast<int>(idx - plane_index * image_tiles);
-    const int n = static_cast<int>(plane_index / geo.K);
-    const int filt = static_cast<int>(plane_index - std::int64_t(n) * geo.K);
-    const int g = filt / Kg;
-    const int k = filt - g * Kg;
-    const T* src = m + (std::int64_t(g) * geo.tiles() + n * image_tiles + t) * Kg + k;
-    T acc[kA][kA];
+    const std::int64_t gtile = idx / k_blocks;  // g * T + tile
+    const int k0 = static_cast<int>(idx - gtile * k_blocks) * kLanes;
+    const int g = static_cast<int>(gtile / T_);
+    const std::int64_t tile = gtile - g * T_;
+    const int count = min(kLanes, Kg - k0);
+    const T* src = m + gtile * Kg + k0;
+    V acc[kA][kA];
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
-      for (int j = 0; j < kA; ++j) acc[i][j] = src[(i * kA + j) * pos_stride];
-    T out[kM][kM];
-    winograd_2d(acc, out, [](const T(&a)[kA], T(&b)[kM]) { F::output(a, b); });
-    const T b = bias != nullptr ? bias[filt] : T(0);
+      for (int j = 0; j < kA; ++j) winograd_load_run(src + (i * kA + j) * pos_stride, acc[i][j], count);
+    V out[kM][kM];
+    winograd_2d(acc, out, [](const V(&a)[kA], V(&b)[kM]) { F::output(a, b); });
+    const int n = static_cast<int>(tile / image_tiles);
+    const int t = static_cast<int>(tile - n * image_tiles);
     const int th = t / geo.tiles_w;
     const int tw = t - th * geo.tiles_w;
-    T* dst = y + plane_index * geo.P * geo.Q;
+    const int rows = min(kM, geo.P - th * kM), cols = min(kM, geo.Q - tw * kM);
+    for (int l = 0; l < count; ++l) {
+      const int filt = g * Kg + k0 + l;
+      const T b = bias != nullptr ? bias[filt] : T(0);
+      T* dst = y + ((std::int64_t(n) * geo.K + filt) * geo.P + th * kM) * geo.Q + tw * kM;
 #pragma unroll
-    for (int i = 0; i < kM; ++i) {
-      const int p = th * kM + i;
-      if (p >= geo.P) break;
+      for (int i = 0; i < kM; ++i) {
+        if (i >= rows) break;
 #pragma unroll
-      for (int j = 0; j < kM; ++j) {
-        const int q = tw * kM + j;
-        if (q >= geo.Q) break;
-        T v = out[i][j] + b;
-        if (relu && v < T(0)) v = T(0);
-        dst[std::int64_t(p) * geo.Q + q] = v;
+        for (int j = 0; j < kM; ++j) {
+          if (j >= cols) break;
+          T val = out[i][j].v[l] + b;
+          if (relu && val < T(0)) val = T(0);
+          dst[std::int64_t(i) * geo.Q + j] = val;
+        }
       }
     }
   }
 }
 
-// wgrad: (A dY A^T) of every (image n, filter, tile) of dy (N, K, P, Q) to
-// dY[pos][g][k][n * tiles + t]; dy outside P, Q reads as zero.
-template <typename T, int kM>
+// wgrad: A dY A^T of every (image, filter, tile) of dy (N, K, P, Q), zero
+// past P, Q, to dY[pos][g][k][n * tiles + t]; a thread takes one filter and
+// kLanes consecutive tiles.
+template <typename T, int kM, int kLanes>
 __global__ void conv_winograd_grad_kernel(const T* __restrict__ dy, T* __restrict__ out,
-                                          WinogradGeometry geo, WinogradLayout layout) {
+                                          WinogradGeometry geo) {
   using F = WinogradF<kM>;
+  using V = WinogradLanes<T, kLanes>;
   constexpr int kA = F::kAlpha;
   const std::int64_t image_tiles = geo.image_tiles();
-  const std::int64_t total = std::int64_t(geo.N) * geo.K * image_tiles;
-  const int Kg = geo.group_filters();
+  const std::int64_t T_ = geo.tiles();
+  const std::int64_t tile_blocks = (T_ + kLanes - 1) / kLanes;
+  const std::int64_t pos_stride = T_ * geo.K;  // [pos][g][Kg][T]
+  const std::int64_t total = geo.K * tile_blocks;
   for (std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += std::int64_t(blockDim.x) * gridDim.x) {
-    const std::int64_t plane_index = idx / image_tiles;
-    const int t = static_cast<int>(idx - plane_index * image_tiles);
-    const int n = static_cast<int>(plane_index / geo.K);
-    const int filt = static_cast<int>(plane_index - std::int64_t(n) * geo.K);
-    const int g = filt / Kg;
-    const int k = filt - g * Kg;
-    const int th = t / geo.tiles_w;
-    const int tw = t - th * geo.tiles_w;
-    const T* plane = dy + plane_index * geo.P * geo.Q;
-    T d[kM][kM];
+    const int filt = static_cast<int>(idx / tile_blocks);  // g * Kg + k
+    const std::int64_t tile0 = (idx - std::int64_t(filt) * tile_blocks) * kLanes;
+    const int count = static_cast<int>(T_ - tile0 < kLanes ? T_ - tile0 : kLanes);
+    V d[kM][kM];
 #pragma unroll
-    for (int i = 0; i < kM; ++i) {
-      const int p = th * kM + i;
+    for (int l = 0; l < kLanes; ++l) {
+      const std::int64_t tile = tile0 + (l < count ? l : 0);
+      const int n = static_cast<int>(tile / image_tiles);
+      const int t = static_cast<int>(tile - n * image_tiles);
+      const int th = t / geo.tiles_w;
+      const int tw = t - th * geo.tiles_w;
+      const T* plane = dy + (std::int64_t(n) * geo.K + filt) * geo.P * geo.Q;
 #pragma unroll
-      for (int j = 0; j < kM; ++j) {
-        const int q = tw * kM + j;
-        d[i][j] = p < geo.P && q < geo.Q ? plane[std::int64_t(p) * geo.Q + q] : T(0);
+      for (int i = 0; i < kM; ++i) {
+        const int p = th * kM + i;
+#pragma unroll
+        for (int j = 0; j < kM; ++j) {
+          const int q = tw * kM + j;
+          d[i][j].v[l] =
+              l < count && p < geo.P && q < geo.Q ? plane[std::int64_t(p) * geo.Q + q] : T(0);
+        }
       }
     }
-    T tr[kA][kA];
-    winograd_2d(d, tr, [](const T(&a)[kM], T(&b)[kA]) { F::grad_output(a, b); });
-    const std::int64_t tile = n * image_tiles + t;
+    V tr[kA][kA];
+    winograd_2d(d, tr, [](const V(&a)[kM], V(&b)[kA]) { F::grad_output(a, b); });
+    T* dst = out + std::int64_t(filt) * T_ + tile0;
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
-      for (int j = 0; j < kA; ++j) out[layout.at(i * kA + j, g, k, tile)] = tr[i][j];
+      for (int j = 0; j < kA; ++j) winograd_store_run(dst + (i * kA + j) * pos_stride, tr[i][j], count);
   }
 }
 
-// wgrad: dw[g K/g + k][c] = G^T dW G, dW[pos][g][k][c].
-template <typename T, int kM>
+// wgrad: dw[g K/g + k][c] = G^T dW G from dW[pos][g][k][c]; a thread takes
+// one filter and kLanes consecutive c.
+template <typename T, int kM, int kLanes>
 __global__ void conv_winograd_filter_grad_kernel(const T* __restrict__ m,
                                                  T* __restrict__ dw,  // (K, C/g, 3, 3)
                                                  int K, int Cg) {
   using F = WinogradF<kM>;
+  using V = WinogradLanes<T, kLanes>;
   constexpr int kA = F::kAlpha;
-  const std::int64_t total = std::int64_t(K) * Cg;  // [g][k][c] is [filter][c]
+  const int c_blocks = (Cg + kLanes - 1) / kLanes;
+  const std::int64_t pos_stride = std::int64_t(K) * Cg;  // [g][k][c] is [filter][c]
+  const std::int64_t total = std::int64_t(K) * c_blocks;
   for (std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += std::int64_t(blockDim.x) * gridDim.x) {
-    T acc[kA][kA];
+    const int filt = static_cast<int>(idx / c_blocks);
+    const int c0 = static_cast<int>(idx - std::int64_t(filt) * c_blocks) * kLanes;
+    const int count = min(kLanes, Cg - c0);
+    const T* src = m + std::int64_t(filt) * Cg + c0;
+    V acc[kA][kA];
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
-      for (int j = 0; j < kA; ++j) acc[i][j] = m[(i * kA + j) * total + idx];
-    T out[3][3];
-    winograd_2d(acc, out, [](const T(&a)[kA], T(&b)[3]) { F::filter_grad(a, b); });
+      for (int j = 0; j < kA; ++j) winograd_load_run(src + (i * kA + j) * pos_stride, acc[i][j], count);
+    V out[3][3];
+    winograd_2d(acc, out, [](const V(&a)[kA], V(&b)[3]) { F::filter_grad(a, b); });
+    for (int l = 0; l < count; ++l) {
+      T* dst = dw + (std::int64_t(filt) * Cg + c0 + l) * 9;
 #pragma unroll
-    for (int r = 0; r < 3; ++r)
+      for (int r = 0; r < 3; ++r)
 #pragma unroll
-      for (int s = 0; s < 3; ++s) dw[idx * 9 + r * 3 + s] = out[r][s];
+        for (int s = 0; s < 3; ++s) dst[r * 3 + s] = out[r][s].v[l];
+    }
   }
 }
 

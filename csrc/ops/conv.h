@@ -24,8 +24,10 @@ namespace dc::ops {
 // Which algorithm runs a pass (deepconv.ops' `algorithm` argument): kAuto
 // follows the measured rule of ops/conv_winograd.cu; kWinograd throws
 // std::invalid_argument naming the reason when the problem does not allow it
-// (conv_winograd_unsupported); kImplicitGemm always applies.
-enum class ConvAlgorithm { kAuto = 0, kImplicitGemm = 1, kWinograd = 2 };
+// (conv_winograd_unsupported), with the output tile the rule picks, or the
+// one named (kWinograd4x4: F(4x4,3x3), kWinograd2x2: F(2x2,3x3));
+// kImplicitGemm always applies.
+enum class ConvAlgorithm { kAuto, kImplicitGemm, kWinograd, kWinograd4x4, kWinograd2x2 };
 
 // y = conv(x, w) + b (b may be null), then max(., 0) if relu.
 // x (N, C, H, W), w (K, C/groups, R, S), b (K,), y (N, K, P, Q).

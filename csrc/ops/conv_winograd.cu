@@ -127,6 +127,18 @@ void run_gemm(const ConvWinogradGemmPass<T>& pass, const char* name, Stream s) {
   });
 }
 
+// Lanes per transform thread (kernels/conv_winograd.cuh): one 512-bit
+// vector on the emulator, 1 on a GPU (neighbouring threads coalesce there).
+#if defined(__CUDACC__)
+template <typename T>
+constexpr int kLanes = 1;
+#else
+template <typename T>
+constexpr int kLanes = 64 / sizeof(T);
+#endif
+
+std::int64_t lane_blocks(std::int64_t n, int lanes) { return (n + lanes - 1) / lanes; }
+
 // fprop and dgrad: y = conv(x, w) over geometry g (dgrad: x = dy, y = dx,
 // the filters read rotated); w is always the layer's (K, C/g, 3, 3).
 template <typename T, int kM>
@@ -134,47 +146,43 @@ void run_fprop(const ConvParams& p, const WinogradGeometry& g, ConvPassKind pass
                const T* w, const T* bias, T* y, bool relu, void* workspace, std::size_t bytes,
                Stream s, const char* op) {
   constexpr int kA = kM + 2;
+  constexpr int L = kLanes<T>;
   const Workspace<T> ws = carve<T>(g, pass, kM, workspace, bytes, op);
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
-  const std::int64_t z_filters = std::int64_t(Kg) * Cg;  // one batch's U
-  const WinogradLayout u_layout{g.groups * z_filters, z_filters, Cg, 1};
-  launch(conv_winograd_filter_kernel<T, kM>, "conv2d_winograd_filter_transform",
-         transform_config(std::int64_t(p.K) * p.group_channels(), s), w, ws.b, p.K,
-         p.group_channels(), p.groups, pass == ConvPassKind::kDgrad, u_layout);
-  const WinogradLayout v_layout{T_ * g.C, T_ * Cg, Cg, 1};
-  launch(conv_winograd_input_kernel<T, kM>, "conv2d_winograd_input_transform",
-         transform_config(std::int64_t(g.N) * g.C * g.image_tiles(), s), x, ws.a, g, false,
-         v_layout);
+  launch(conv_winograd_filter_kernel<T, kM, L>, "conv2d_winograd_filter_transform",
+         transform_config(std::int64_t(g.groups) * Kg * lane_blocks(Cg, L), s), w, ws.b, p.K,
+         p.group_channels(), p.groups, pass == ConvPassKind::kDgrad);
+  launch(conv_winograd_input_kernel<T, kM, L, true>, "conv2d_winograd_input_transform",
+         transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Cg, L), s), x, ws.a, g);
   ConvWinogradGemmPass<T> gemm;
   gemm.a = ConvRowMatrix<T>{ws.a, T_, Cg, T_ * Cg};
-  gemm.b = ConvRowMatrix<T>{ws.b, Kg, Cg, z_filters};
+  gemm.b = ConvRowMatrix<T>{ws.b, Kg, Cg, std::int64_t(Kg) * Cg};
   gemm.out = ws.out;
   gemm.m = T_;
   gemm.n = Kg;
   gemm.k = Cg;
   gemm.batches = kA * kA * g.groups;
   run_gemm(gemm, "conv2d_winograd_gemm", s);
-  launch(conv_winograd_output_kernel<T, kM>, "conv2d_winograd_output_transform",
-         transform_config(std::int64_t(g.N) * g.K * g.image_tiles(), s), ws.out, y, bias, relu,
-         g);
+  launch(conv_winograd_output_kernel<T, kM, L>, "conv2d_winograd_output_transform",
+         transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), s), ws.out, y, bias,
+         relu, g);
 }
 
 template <typename T, int kM>
 void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* workspace,
                std::size_t bytes, Stream s) {
   constexpr int kA = kM + 2;
+  constexpr int L = kLanes<T>;
   const WinogradGeometry g = geometry(p, ConvPassKind::kWgrad, kM);
   const Workspace<T> ws = carve<T>(g, ConvPassKind::kWgrad, kM, workspace, bytes,
                                    "conv2d_wgrad");
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
-  launch(conv_winograd_grad_kernel<T, kM>, "conv2d_winograd_grad_transform",
-         transform_config(std::int64_t(g.N) * g.K * g.image_tiles(), s), dy, ws.a, g,
-         WinogradLayout{T_ * g.K, T_ * Kg, T_, 1});
-  launch(conv_winograd_input_kernel<T, kM>, "conv2d_winograd_input_transform",
-         transform_config(std::int64_t(g.N) * g.C * g.image_tiles(), s), x, ws.b, g, true,
-         WinogradLayout{T_ * g.C, T_ * Cg, T_, 1});
+  launch(conv_winograd_grad_kernel<T, kM, L>, "conv2d_winograd_grad_transform",
+         transform_config(std::int64_t(g.K) * lane_blocks(T_, L), s), dy, ws.a, g);
+  launch(conv_winograd_input_kernel<T, kM, L, false>, "conv2d_winograd_input_transform",
+         transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.b, g);
   ConvWinogradGemmPass<T> gemm;
   gemm.a = ConvRowMatrix<T>{ws.a, Kg, T_, T_ * Kg};
   gemm.b = ConvRowMatrix<T>{ws.b, Cg, T_, T_ * Cg};
@@ -184,8 +192,8 @@ void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* worksp
   gemm.k = static_cast<int>(T_);
   gemm.batches = kA * kA * g.groups;
   run_gemm(gemm, "conv2d_winograd_wgrad_gemm", s);
-  launch(conv_winograd_filter_grad_kernel<T, kM>, "conv2d_winograd_filter_grad_transform",
-         transform_config(std::int64_t(p.K) * Cg, s), ws.out, dw, p.K, Cg);
+  launch(conv_winograd_filter_grad_kernel<T, kM, L>, "conv2d_winograd_filter_grad_transform",
+         transform_config(std::int64_t(p.K) * lane_blocks(Cg, L), s), ws.out, dw, p.K, Cg);
 }
 
 void require_tile(int tile, const char* op) {
@@ -206,12 +214,14 @@ std::string conv_winograd_unsupported(const ConvParams& p) {
 int conv_winograd_tile(const ConvParams& p, ConvPassKind pass, ConvAlgorithm algo, const char* op) {
   if (algo == ConvAlgorithm::kImplicitGemm) return 0;
   const std::string why = conv_winograd_unsupported(p);
-  if (algo == ConvAlgorithm::kWinograd) {
+  if (algo != ConvAlgorithm::kAuto) {  // winograd, named
     if (!why.empty()) {
       throw std::invalid_argument(std::string(op) + ": algorithm 'winograd' cannot run this "
                                   "problem: " + why + " (it needs a 3x3 filter, stride 1, "
                                   "padding <= 2)");
     }
+    if (algo == ConvAlgorithm::kWinograd4x4) return 4;
+    if (algo == ConvAlgorithm::kWinograd2x2) return 2;
     return 4;
   }
   if (!why.empty()) return 0;
