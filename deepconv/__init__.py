@@ -30,6 +30,7 @@ from deepconv.backend.emu import (
     MisalignedAccessError,
 )
 from deepconv import models, nn, ops, optim
+from deepconv.ops.conv import get_conv_algorithm, set_conv_algorithm
 
 __all__ = [
     "BarrierDivergenceError",
@@ -45,11 +46,13 @@ __all__ = [
     "device_of",
     "devices",
     "empty",
+    "get_conv_algorithm",
     "models",
     "nn",
     "ops",
     "optim",
     "reset_transfer_stats",
+    "set_conv_algorithm",
     "synchronize",
     "to_device",
     "to_numpy",
