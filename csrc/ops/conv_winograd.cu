@@ -25,9 +25,6 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
 
 #include "common/launch.cuh"
 #include "kernels/conv.cuh"
@@ -38,8 +35,6 @@
 
 namespace dc::ops {
 namespace {
-struct DevTimer { const char* n; std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
-  ~DevTimer() { if (std::getenv("WG_TIME")) std::fprintf(stderr, "%s %.2f ms\n", n, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count()); } };
 
 constexpr int kTransformThreads = 256;
 constexpr std::int64_t kTransformMaxBlocks = 4096;
@@ -126,26 +121,6 @@ LaunchConfig transform_config(std::int64_t threads, Stream s) {
 template <typename T>
 void run_gemm(const ConvWinogradGemmPass<T>& pass, const char* name, Stream s) {
   constexpr ConvSplitTarget kNoSplit{1, 1 << 30};
-  auto go = [&](auto tile) {
-    conv_launch_implicit_gemm<decltype(tile)>(name, "conv2d_winograd_split_reduce", pass,
-                                              kNoSplit, nullptr, 0, s);
-  };
-  using Tiles = ConvTiles<T>;
-  const char* e = std::getenv("WG_TILE");
-  const int forced = e ? std::atoi(e) : -1;
-  switch (forced) {
-    case 0: return go(typename Tiles::Conv3x3{});
-    case 1: return go(typename Tiles::Conv3x3Wide{});
-    case 2: return go(typename Tiles::General{});
-    case 3: return go(typename Tiles::GeneralWide{});
-    case 4: return go(typename Tiles::Conv3x3Short{});
-    case 5: return go(typename Tiles::Conv3x3Tiny{});
-    case 6: return go(typename Tiles::Fc{});
-    case 7: return go(ConvTile<128, 128, 64, 8, 16>{});
-    case 8: return go(ConvTile<64, 128, 64, 8, 16>{});
-    case 9: return go(ConvTile<256, 128, 32, 8, 16>{});
-    default: break;
-  }
   visit_conv_3x3_tile<T>(pass, name, [&](auto gemm, auto tile, const char* kernel) {
     conv_launch_implicit_gemm<decltype(tile)>(kernel, "conv2d_winograd_split_reduce", gemm,
                                               kNoSplit, nullptr, 0, s);
@@ -175,10 +150,10 @@ void run_fprop(const ConvParams& p, const WinogradGeometry& g, ConvPassKind pass
   const Workspace<T> ws = carve<T>(g, pass, kM, workspace, bytes, op);
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
-  DevTimer dt_filter_transform{"filter_transform"}; launch(conv_winograd_filter_kernel<T, kM, L>, "conv2d_winograd_filter_transform",
+  launch(conv_winograd_filter_kernel<T, kM, L>, "conv2d_winograd_filter_transform",
          transform_config(std::int64_t(g.groups) * Kg * lane_blocks(Cg, L), s), w, ws.b, p.K,
          p.group_channels(), p.groups, pass == ConvPassKind::kDgrad);
-  DevTimer dt_input_transform{"input_transform"}; launch(conv_winograd_input_kernel<T, kM, L, true>, "conv2d_winograd_input_transform",
+  launch(conv_winograd_input_kernel<T, kM, L, true>, "conv2d_winograd_input_transform",
          transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Cg, L), s), x, ws.a, g);
   ConvWinogradGemmPass<T> gemm;
   gemm.a = ConvRowMatrix<T>{ws.a, T_, Cg, T_ * Cg};
@@ -188,8 +163,8 @@ void run_fprop(const ConvParams& p, const WinogradGeometry& g, ConvPassKind pass
   gemm.n = Kg;
   gemm.k = Cg;
   gemm.batches = kA * kA * g.groups;
-  { DevTimer dt{"gemm"}; run_gemm(gemm, "conv2d_winograd_gemm", s); }
-  DevTimer dt_output_transform{"output_transform"}; launch(conv_winograd_output_kernel<T, kM, L>, "conv2d_winograd_output_transform",
+  run_gemm(gemm, "conv2d_winograd_gemm", s);
+  launch(conv_winograd_output_kernel<T, kM, L>, "conv2d_winograd_output_transform",
          transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), s), ws.out, y, bias,
          relu, g);
 }
@@ -204,9 +179,9 @@ void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* worksp
                                    "conv2d_wgrad");
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
-  DevTimer dt_grad_transform{"grad_transform"}; launch(conv_winograd_grad_kernel<T, kM, L>, "conv2d_winograd_grad_transform",
+  launch(conv_winograd_grad_kernel<T, kM, L>, "conv2d_winograd_grad_transform",
          transform_config(std::int64_t(g.K) * lane_blocks(T_, L), s), dy, ws.a, g);
-  DevTimer dt_input_transform{"input_transform"}; launch(conv_winograd_input_kernel<T, kM, L, false>, "conv2d_winograd_input_transform",
+  launch(conv_winograd_input_kernel<T, kM, L, false>, "conv2d_winograd_input_transform",
          transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.b, g);
   ConvWinogradGemmPass<T> gemm;
   gemm.a = ConvRowMatrix<T>{ws.a, Kg, T_, T_ * Kg};
@@ -216,8 +191,8 @@ void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* worksp
   gemm.n = Cg;
   gemm.k = static_cast<int>(T_);
   gemm.batches = kA * kA * g.groups;
-  { DevTimer dt{"wgemm"}; run_gemm(gemm, "conv2d_winograd_wgrad_gemm", s); }
-  DevTimer dt_filter_grad_transform{"filter_grad_transform"}; launch(conv_winograd_filter_grad_kernel<T, kM, L>, "conv2d_winograd_filter_grad_transform",
+  run_gemm(gemm, "conv2d_winograd_wgrad_gemm", s);
+  launch(conv_winograd_filter_grad_kernel<T, kM, L>, "conv2d_winograd_filter_grad_transform",
          transform_config(std::int64_t(p.K) * lane_blocks(Cg, L), s), ws.out, dw, p.K, Cg);
 }
 
