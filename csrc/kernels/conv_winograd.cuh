@@ -331,13 +331,11 @@ __device__ __forceinline__ void winograd_load_window(const T* plane, int h0, int
   }
 }
 
-// Input transform B^T d B of every (image, channel, tile) window of x
-// (zero outside the image). Layouts of the batches (pos, g):
-//   channels_minor (fprop, dgrad): V[pos][g][n * tiles + t][c]; a thread
-//     takes one tile and kLanes consecutive channels c.
-//   otherwise (wgrad): V[pos][g][c][n * tiles + t]; a thread takes one
-//     channel and kLanes consecutive tiles.
-template <typename T, int kM, int kLanes, bool kChannelsMinor>
+// Input transform B^T d B of every (image, channel, tile) window of x (zero
+// outside the image) to V[pos][g][c][n * tiles + t]: reduction-major for the
+// GEMM (ConvRunRowLoader). A thread takes one channel and kLanes
+// consecutive tiles.
+template <typename T, int kM, int kLanes>
 __global__ void conv_winograd_input_kernel(const T* __restrict__ x,  // (N, C, H, W)
                                            T* __restrict__ v, WinogradGeometry geo) {
   using F = WinogradF<kM>;
@@ -347,37 +345,29 @@ __global__ void conv_winograd_input_kernel(const T* __restrict__ x,  // (N, C, H
   const std::int64_t T_ = geo.tiles();
   const int Cg = geo.group_channels();
   const std::int64_t plane_size = std::int64_t(geo.H) * geo.W;
-  const std::int64_t batch = T_ * Cg;
-  const std::int64_t pos_stride = batch * geo.groups;
-  // minor: the lane dimension (c or tile); major: the other one (tile or c)
-  const std::int64_t minor = kChannelsMinor ? Cg : T_;
-  const std::int64_t major = kChannelsMinor ? T_ : Cg;
-  const std::int64_t minor_blocks = (minor + kLanes - 1) / kLanes;
-  const std::int64_t total = geo.groups * major * minor_blocks;
+  const std::int64_t pos_stride = T_ * geo.C;  // [pos][g][Cg][T]
+  const std::int64_t tile_blocks = (T_ + kLanes - 1) / kLanes;
+  const std::int64_t total = geo.C * tile_blocks;
   for (std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += std::int64_t(blockDim.x) * gridDim.x) {
-    const std::int64_t gmajor = idx / minor_blocks;  // g * major + major index
-    const std::int64_t minor0 = (idx - gmajor * minor_blocks) * kLanes;
-    const int g = static_cast<int>(gmajor / major);
-    const std::int64_t major_index = gmajor - g * major;
-    const int count = static_cast<int>(minor - minor0 < kLanes ? minor - minor0 : kLanes);
+    const int channel = static_cast<int>(idx / tile_blocks);  // g * Cg + c
+    const std::int64_t tile0 = (idx - std::int64_t(channel) * tile_blocks) * kLanes;
+    const int count = static_cast<int>(T_ - tile0 < kLanes ? T_ - tile0 : kLanes);
     V d[kA][kA];
 #pragma unroll
     for (int l = 0; l < kLanes; ++l) {
-      const std::int64_t at = minor0 + (l < count ? l : 0);
-      const std::int64_t tile = kChannelsMinor ? major_index : at;
-      const int c = static_cast<int>(kChannelsMinor ? at : major_index);
+      const std::int64_t tile = tile0 + (l < count ? l : 0);
       const int n = static_cast<int>(tile / image_tiles);
       const int t = static_cast<int>(tile - n * image_tiles);
       const int th = t / geo.tiles_w;
       const int tw = t - th * geo.tiles_w;
-      const T* plane = x + (std::int64_t(n) * geo.C + g * Cg + c) * plane_size;
+      const T* plane = x + (std::int64_t(n) * geo.C + channel) * plane_size;
       winograd_load_window<kA>(plane, th * kM - geo.pad_h, tw * kM - geo.pad_w, geo.H, geo.W, l,
                                d);
     }
     V out[kA][kA];
     winograd_2d(d, out, [](const V(&a)[kA], V(&b)[kA]) { F::input(a, b); });
-    T* dst = v + g * batch + major_index * minor + minor0;
+    T* dst = v + std::int64_t(channel) * T_ + tile0;
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
@@ -525,16 +515,51 @@ __global__ void conv_winograd_filter_grad_kernel(const T* __restrict__ m,
   }
 }
 
-// The alpha^2 x groups GEMMs on the implicit-GEMM main loop: batch z = pos *
-// groups + g; out[z][m][n] = sum_k a[z][m][k] b[z][n][k]; both operands rows
-// of a row-major matrix (ConvRowLoader), the result written row-major.
+// Operand A of a GEMM stored reduction-major (a ConvRowMatrix whose rows
+// are reduction steps and whose columns are the GEMM rows m): a thread
+// copies a run of kCount consecutive m of one reduction step
+// (ConvTileLoadRuns), contiguous on both sides, where a row-per-thread
+// loader would scatter kCount values across the shared tile.
 template <typename T>
+struct ConvRunRowLoader {
+  static constexpr bool kRuns = true;
+  const T* run;  // the batch's matrix at column m_first
+  std::int64_t count;  // columns left from m_first (<= 0: none)
+  std::int64_t step;   // elements between reduction steps
+
+  template <typename Pass>
+  __device__ __forceinline__ void init(const Pass& pass, int group, std::int64_t m) {
+    const ConvRowMatrix<T> mat = pass.template rows<kConvOperandA>();
+    count = mat.rows - m;
+    step = mat.row_stride;
+    run = mat.data + group * mat.group_stride + (count > 0 ? m : 0);
+  }
+
+  template <typename Pass, int kCount>
+  __device__ __forceinline__ void load(const Pass&, int k, int k_end, T (&out)[kCount]) const {
+    const T* src = run + k * step;
+    if (k < k_end && count >= kCount) {
+#pragma unroll
+#pragma GCC unroll 16
+      for (int i = 0; i < kCount; ++i) out[i] = src[i];
+    } else {
+#pragma unroll
+      for (int i = 0; i < kCount; ++i) out[i] = k < k_end && i < count ? src[i] : T(0);
+    }
+  }
+};
+
+// The alpha^2 x groups GEMMs on the implicit-GEMM main loop: batch z = pos *
+// groups + g; out[z][m][n] = sum_k a(z, m, k) b[z][n][k], written row-major.
+// b is read by rows (ConvRowLoader); a either by rows too (a[z][m][k]:
+// ConvRowLoader) or reduction-major (a[z][k][m]: ConvRunRowLoader).
+template <typename T, typename ALoaderT>
 struct ConvWinogradGemmPass {
   using Scalar = T;
-  using ALoader = ConvRowLoader<T, kConvOperandA>;
+  using ALoader = ALoaderT;
   using BLoader = ConvRowLoader<T, kConvOperandB>;
 
-  ConvRowMatrix<T> a;  // rows m, group_stride = one batch's matrix
+  ConvRowMatrix<T> a;  // group_stride = one batch's matrix
   ConvRowMatrix<T> b;  // rows n
   T* out;
   std::int64_t m;  // GEMM rows, columns and reduction per batch

@@ -25,6 +25,9 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 
 #include "common/launch.cuh"
 #include "kernels/conv.cuh"
@@ -35,6 +38,8 @@
 
 namespace dc::ops {
 namespace {
+struct DevTimer { const char* n; std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
+  ~DevTimer() { if (std::getenv("WG_TIME")) std::fprintf(stderr, "%s %.2f ms\n", n, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count()); } };
 
 constexpr int kTransformThreads = 256;
 constexpr std::int64_t kTransformMaxBlocks = 4096;
@@ -118,8 +123,8 @@ LaunchConfig transform_config(std::int64_t threads, Stream s) {
 
 // The batched GEMMs, on the 3x3 variant's tiles; never split (alpha^2 x
 // groups batches already give 16-36x the blocks of one GEMM).
-template <typename T>
-void run_gemm(const ConvWinogradGemmPass<T>& pass, const char* name, Stream s) {
+template <typename T, typename Loader>
+void run_gemm(const ConvWinogradGemmPass<T, Loader>& pass, const char* name, Stream s) {
   constexpr ConvSplitTarget kNoSplit{1, 1 << 30};
   visit_conv_3x3_tile<T>(pass, name, [&](auto gemm, auto tile, const char* kernel) {
     conv_launch_implicit_gemm<decltype(tile)>(kernel, "conv2d_winograd_split_reduce", gemm,
@@ -150,23 +155,26 @@ void run_fprop(const ConvParams& p, const WinogradGeometry& g, ConvPassKind pass
   const Workspace<T> ws = carve<T>(g, pass, kM, workspace, bytes, op);
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
+  { DevTimer dt{"conv2d_winograd_filter_transform"};
   launch(conv_winograd_filter_kernel<T, kM, L>, "conv2d_winograd_filter_transform",
          transform_config(std::int64_t(g.groups) * Kg * lane_blocks(Cg, L), s), w, ws.b, p.K,
-         p.group_channels(), p.groups, pass == ConvPassKind::kDgrad);
-  launch(conv_winograd_input_kernel<T, kM, L, true>, "conv2d_winograd_input_transform",
-         transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Cg, L), s), x, ws.a, g);
-  ConvWinogradGemmPass<T> gemm;
-  gemm.a = ConvRowMatrix<T>{ws.a, T_, Cg, T_ * Cg};
+         p.group_channels(), p.groups, pass == ConvPassKind::kDgrad); }
+  { DevTimer dt{"conv2d_winograd_input_transform"};
+  launch(conv_winograd_input_kernel<T, kM, L>, "conv2d_winograd_input_transform",
+         transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.a, g); }
+  ConvWinogradGemmPass<T, ConvRunRowLoader<T>> gemm;
+  gemm.a = ConvRowMatrix<T>{ws.a, T_, T_, T_ * Cg};  // V[pos][g][c][tile]: runs of tiles
   gemm.b = ConvRowMatrix<T>{ws.b, Kg, Cg, std::int64_t(Kg) * Cg};
   gemm.out = ws.out;
   gemm.m = T_;
   gemm.n = Kg;
   gemm.k = Cg;
   gemm.batches = kA * kA * g.groups;
-  run_gemm(gemm, "conv2d_winograd_gemm", s);
+  { DevTimer dt{"conv2d_winograd_gemm"}; run_gemm(gemm, "conv2d_winograd_gemm", s); }
+  { DevTimer dt{"conv2d_winograd_output_transform"};
   launch(conv_winograd_output_kernel<T, kM, L>, "conv2d_winograd_output_transform",
          transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), s), ws.out, y, bias,
-         relu, g);
+         relu, g); }
 }
 
 template <typename T, int kM>
@@ -179,11 +187,13 @@ void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* worksp
                                    "conv2d_wgrad");
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
+  { DevTimer dt{"conv2d_winograd_grad_transform"};
   launch(conv_winograd_grad_kernel<T, kM, L>, "conv2d_winograd_grad_transform",
-         transform_config(std::int64_t(g.K) * lane_blocks(T_, L), s), dy, ws.a, g);
-  launch(conv_winograd_input_kernel<T, kM, L, false>, "conv2d_winograd_input_transform",
-         transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.b, g);
-  ConvWinogradGemmPass<T> gemm;
+         transform_config(std::int64_t(g.K) * lane_blocks(T_, L), s), dy, ws.a, g); }
+  { DevTimer dt{"conv2d_winograd_input_transform"};
+  launch(conv_winograd_input_kernel<T, kM, L>, "conv2d_winograd_input_transform",
+         transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.b, g); }
+  ConvWinogradGemmPass<T, ConvRowLoader<T, kConvOperandA>> gemm;
   gemm.a = ConvRowMatrix<T>{ws.a, Kg, T_, T_ * Kg};
   gemm.b = ConvRowMatrix<T>{ws.b, Cg, T_, T_ * Cg};
   gemm.out = ws.out;
@@ -191,9 +201,10 @@ void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* worksp
   gemm.n = Cg;
   gemm.k = static_cast<int>(T_);
   gemm.batches = kA * kA * g.groups;
-  run_gemm(gemm, "conv2d_winograd_wgrad_gemm", s);
+  { DevTimer dt{"conv2d_winograd_wgrad_gemm"}; run_gemm(gemm, "conv2d_winograd_wgrad_gemm", s); }
+  { DevTimer dt{"conv2d_winograd_filter_grad_transform"};
   launch(conv_winograd_filter_grad_kernel<T, kM, L>, "conv2d_winograd_filter_grad_transform",
-         transform_config(std::int64_t(p.K) * lane_blocks(Cg, L), s), ws.out, dw, p.K, Cg);
+         transform_config(std::int64_t(p.K) * lane_blocks(Cg, L), s), ws.out, dw, p.K, Cg); }
 }
 
 void require_tile(int tile, const char* op) {
