@@ -45,6 +45,15 @@ constexpr int kTransformThreads = 256;
 constexpr std::int64_t kTransformMaxBlocks = 4096;
 constexpr std::size_t kAlign = 256;  // every workspace buffer starts on this
 
+// The auto rule's thresholds (conv_winograd_tile).
+constexpr int kAutoMinChannels = 16;
+constexpr std::int64_t kAutoMinTiles = 48;
+
+// Output tiles of F(m x m, 3x3) over the whole batch.
+std::int64_t winograd_tiles(const ConvParams& p, int m) {
+  return std::int64_t(p.N) * ((p.P + m - 1) / m) * ((p.Q + m - 1) / m);
+}
+
 std::size_t align_up(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
 int alpha_of(int tile) { return tile + 2; }
@@ -233,11 +242,23 @@ int conv_winograd_tile(const ConvParams& p, ConvPassKind pass, ConvAlgorithm alg
     }
     if (algo == ConvAlgorithm::kWinograd4x4) return 4;
     if (algo == ConvAlgorithm::kWinograd2x2) return 2;
-    return 4;
+    return winograd_tiles(p, 4) >= kAutoMinTiles ? 4 : 2;
   }
+  (void)pass;  // one rule serves the three passes (measured)
   if (!why.empty()) return 0;
-  (void)pass;
+#if defined(__CUDACC__)
+  return 0;  // no GPU measurement yet: the implicit GEMM stays the default there
+#else
+  // The emulator's rule (measured, see the top of this file): transforms
+  // only pay with 16+ channels on both sides (and wgrad's short GEMM
+  // rows need them too); F(4x4) needs about 48 tiles to fill its GEMMs,
+  // F(2x2) has 2.25x the tiles for small images.
+  if (p.group_channels() < kAutoMinChannels) return 0;
+  if (p.group_filters() < kAutoMinChannels) return 0;
+  if (winograd_tiles(p, 4) >= kAutoMinTiles) return 4;
+  if (winograd_tiles(p, 2) >= kAutoMinTiles) return 2;
   return 0;
+#endif
 }
 
 std::string conv2d_winograd_variant(int tile) {
