@@ -2,6 +2,7 @@
 backend of the arrays' device (``deepconv._emu`` or ``deepconv._cuda``)."""
 
 from deepconv.ops.conv import (
+    ALGORITHMS,
     conv2d,
     conv2d_dgrad,
     conv2d_output_shape,
@@ -19,6 +20,7 @@ from deepconv.ops.softmax import softmax, softmax_cross_entropy, softmax_cross_e
 from deepconv.ops.topk import topk, topk_error
 
 __all__ = [
+    "ALGORITHMS",
     "conv2d",
     "conv2d_dgrad",
     "conv2d_output_shape",
