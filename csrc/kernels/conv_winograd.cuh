@@ -27,14 +27,14 @@
 // Every reduction runs in a fixed order (the main loop's, or a fixed
 // sequence in a transform), with no atomics: bitwise reproducible.
 //
-// Layouts (workspace, all row-major; "group" is the convolution's channel
-// group g, "z" = pos * groups + g is the GEMM batch index):
-//   U  [pos][g][K/g rows][C/g]     filter transform (fprop, dgrad swaps C, K)
-//   V  [pos][g][T][C/g]            input transform, T = N * tiles_h * tiles_w
-//      [pos][g][C/g][T]            (wgrad's layout: reduction over T)
-//   M  [pos][g][T][K/g]            GEMM result (fprop / dgrad)
-//   dY [pos][g][K/g][T]            wgrad's transformed dy
-//   dW [pos][g][K/g][C/g]          wgrad's GEMM result
+// Layouts (workspace, all row-major; g is the convolution's channel group,
+// z = pos * groups + g the GEMM batch index, T = N * tiles_h * tiles_w):
+//   U  [pos][g][K/g][C/g]   filter transform (dgrad: C and K swapped)
+//   V  [pos][g][C/g][T]     input transform, reduction-major for fprop /
+//                           dgrad (ConvRunRowLoader), rows for wgrad
+//   M  [pos][g][T][K/g]     GEMM result (fprop / dgrad)
+//   dY [pos][g][K/g][T]     wgrad's transformed dy
+//   dW [pos][g][K/g][C/g]   wgrad's GEMM result
 #pragma once
 
 #include <cstdint>

@@ -9,25 +9,43 @@
 // output transform needs all 36 positions of a (tile, filter) pair, which
 // the GEMM spreads over 36 blocks.
 //
-// Numerics (tests/test_conv_winograd.py, float32 against float64, random
-// normal x, w; max |error| / (||x_window|| * ||w_filter||), i.e. relative to
-// the Cauchy-Schwarz bound of one output): implicit GEMM ~1e-7; F(2x2)
-// ~2e-7 (fprop, dgrad), wgrad ~2e-7; F(4x4) ~1e-6 (fprop, dgrad), wgrad
-// ~2e-6 (the 1/6, 1/24 filter coefficients and the 8x output weights grow
-// the rounding error). Well below what SGD notices (deepconv train --data
-// digits reaches the same accuracy).
+// Numerics, float32 against float64 (x, w, dy standard normal; VGG-like
+// layers of 32-128 channels): max |error| of an output relative to the
+// Cauchy-Schwarz bound of that output, ||x window|| * ||w filter|| (fprop;
+// dgrad: ||dy window|| * ||w column||; wgrad: ||x channel|| * ||dy channel||):
+//                   fprop    dgrad    wgrad
+//   implicit GEMM   1.9e-7   1.9e-7   1.7e-7
+//   F(2x2,3x3)      6.1e-8   6.6e-8   1.1e-7
+//   F(4x4,3x3)      1.3e-6   1.3e-6   8.0e-7
+// F(4x4) loses about 3 bits to its transforms (the 1/6, 1/24 filter
+// coefficients, the output weights up to 8): ~20 float32 ulps of the bound,
+// far below SGD's noise (deepconv train --data digits reaches the same
+// accuracy with it). float64 (gradient checks) stays at ~1e-15.
 //
-// The auto rule (conv_winograd_tile), measured on the emulator (2-core
-// Zen 4, python benchmarks/conv3x3.py, VGG-16 shapes, batch 1): see
-// kAutoRule below. On a GPU build no measurement exists yet, so auto keeps
-// the implicit GEMM there (winograd runs when asked for).
+// The auto rule (conv_winograd_tile), from python benchmarks/conv3x3.py
+// (emulator, 2-core Zen 4 shared with other jobs, so +-30% between runs;
+// fprop / dgrad / wgrad GFLOP/s counted as direct convolution):
+//   - 16+ channels per group on both sides: with RGB input (C = 3) the
+//     implicit GEMM ran fprop at 13.4 GFLOP/s against F(4x4)'s 4.4 and
+//     wgrad at 5.8 against 2.2 (the transforms cost more than 3-long dots).
+//   - F(4x4) once the batch has >= 48 of its tiles: VGG-16 224x224 layers
+//     at batch 1, implicit GEMM -> F(4x4): 64->64 at 224: 49.7 -> 68.6,
+//     47.6 -> 74.0, 10.3 -> 50.7; 128->128 at 112: 47.4 -> 83.1,
+//     37.4 -> 80.0, 21.4 -> 94.4; 256->256 at 56: 45.5 -> 77.9, 38.1 ->
+//     81.0, 19.9 -> 77.3; 512->512 at 28 (49 tiles): 32.8 -> 59.1,
+//     34.3 -> 62.9, 17.1 -> 51.4 (F(2x2) equal there).
+//   - else F(2x2) once the batch has >= 48 of its tiles: 512->512 at 14x14,
+//     batch 1 (16 F(4x4) tiles): implicit 34.0 / 33.3 / 17.5, F(4x4)
+//     23.0 / 34.9 / 19.7, F(2x2) 30.3 / 41.0 / 33.3; 256->256 at 8x8,
+//     batch 4: implicit 54.0 / 51.2 / 43.6, F(2x2) 66.9 / 67.4 / 58.3.
+//   - never below 8x8 outputs: at 4x4 (batch 4 and 16) F(2x2) was no
+//     faster than the implicit GEMM, and slower in vgg_small's backward.
+// On a GPU build no measurement exists yet, so auto keeps the implicit GEMM
+// there (winograd runs when asked for).
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
 
 #include "common/launch.cuh"
 #include "kernels/conv.cuh"
@@ -38,8 +56,6 @@
 
 namespace dc::ops {
 namespace {
-struct DevTimer { const char* n; std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
-  ~DevTimer() { if (std::getenv("WG_TIME")) std::fprintf(stderr, "%s %.2f ms\n", n, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count()); } };
 
 constexpr int kTransformThreads = 256;
 constexpr std::int64_t kTransformMaxBlocks = 4096;
@@ -48,6 +64,7 @@ constexpr std::size_t kAlign = 256;  // every workspace buffer starts on this
 // The auto rule's thresholds (conv_winograd_tile).
 constexpr int kAutoMinChannels = 16;
 constexpr std::int64_t kAutoMinTiles = 48;
+constexpr int kAutoMinSide = 8;  // outputs per image side
 
 // Output tiles of F(m x m, 3x3) over the whole batch.
 std::int64_t winograd_tiles(const ConvParams& p, int m) {
@@ -164,13 +181,11 @@ void run_fprop(const ConvParams& p, const WinogradGeometry& g, ConvPassKind pass
   const Workspace<T> ws = carve<T>(g, pass, kM, workspace, bytes, op);
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
-  { DevTimer dt{"conv2d_winograd_filter_transform"};
   launch(conv_winograd_filter_kernel<T, kM, L>, "conv2d_winograd_filter_transform",
          transform_config(std::int64_t(g.groups) * Kg * lane_blocks(Cg, L), s), w, ws.b, p.K,
-         p.group_channels(), p.groups, pass == ConvPassKind::kDgrad); }
-  { DevTimer dt{"conv2d_winograd_input_transform"};
+         p.group_channels(), p.groups, pass == ConvPassKind::kDgrad);
   launch(conv_winograd_input_kernel<T, kM, L>, "conv2d_winograd_input_transform",
-         transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.a, g); }
+         transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.a, g);
   ConvWinogradGemmPass<T, ConvRunRowLoader<T>> gemm;
   gemm.a = ConvRowMatrix<T>{ws.a, T_, T_, T_ * Cg};  // V[pos][g][c][tile]: runs of tiles
   gemm.b = ConvRowMatrix<T>{ws.b, Kg, Cg, std::int64_t(Kg) * Cg};
@@ -179,11 +194,10 @@ void run_fprop(const ConvParams& p, const WinogradGeometry& g, ConvPassKind pass
   gemm.n = Kg;
   gemm.k = Cg;
   gemm.batches = kA * kA * g.groups;
-  { DevTimer dt{"conv2d_winograd_gemm"}; run_gemm(gemm, "conv2d_winograd_gemm", s); }
-  { DevTimer dt{"conv2d_winograd_output_transform"};
+  run_gemm(gemm, "conv2d_winograd_gemm", s);
   launch(conv_winograd_output_kernel<T, kM, L>, "conv2d_winograd_output_transform",
          transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), s), ws.out, y, bias,
-         relu, g); }
+         relu, g);
 }
 
 template <typename T, int kM>
@@ -196,12 +210,10 @@ void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* worksp
                                    "conv2d_wgrad");
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
-  { DevTimer dt{"conv2d_winograd_grad_transform"};
   launch(conv_winograd_grad_kernel<T, kM, L>, "conv2d_winograd_grad_transform",
-         transform_config(std::int64_t(g.K) * lane_blocks(T_, L), s), dy, ws.a, g); }
-  { DevTimer dt{"conv2d_winograd_input_transform"};
+         transform_config(std::int64_t(g.K) * lane_blocks(T_, L), s), dy, ws.a, g);
   launch(conv_winograd_input_kernel<T, kM, L>, "conv2d_winograd_input_transform",
-         transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.b, g); }
+         transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.b, g);
   ConvWinogradGemmPass<T, ConvRowLoader<T, kConvOperandA>> gemm;
   gemm.a = ConvRowMatrix<T>{ws.a, Kg, T_, T_ * Kg};
   gemm.b = ConvRowMatrix<T>{ws.b, Cg, T_, T_ * Cg};
@@ -210,10 +222,9 @@ void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* worksp
   gemm.n = Cg;
   gemm.k = static_cast<int>(T_);
   gemm.batches = kA * kA * g.groups;
-  { DevTimer dt{"conv2d_winograd_wgrad_gemm"}; run_gemm(gemm, "conv2d_winograd_wgrad_gemm", s); }
-  { DevTimer dt{"conv2d_winograd_filter_grad_transform"};
+  run_gemm(gemm, "conv2d_winograd_wgrad_gemm", s);
   launch(conv_winograd_filter_grad_kernel<T, kM, L>, "conv2d_winograd_filter_grad_transform",
-         transform_config(std::int64_t(p.K) * lane_blocks(Cg, L), s), ws.out, dw, p.K, Cg); }
+         transform_config(std::int64_t(p.K) * lane_blocks(Cg, L), s), ws.out, dw, p.K, Cg);
 }
 
 void require_tile(int tile, const char* op) {
@@ -255,6 +266,7 @@ int conv_winograd_tile(const ConvParams& p, ConvPassKind pass, ConvAlgorithm alg
   // F(2x2) has 2.25x the tiles for small images.
   if (p.group_channels() < kAutoMinChannels) return 0;
   if (p.group_filters() < kAutoMinChannels) return 0;
+  if (p.P < kAutoMinSide || p.Q < kAutoMinSide) return 0;
   if (winograd_tiles(p, 4) >= kAutoMinTiles) return 4;
   if (winograd_tiles(p, 2) >= kAutoMinTiles) return 2;
   return 0;
