@@ -30,10 +30,10 @@
 // Layouts (workspace, all row-major; g is the convolution's channel group,
 // z = pos * groups + g the GEMM batch index, T = N * tiles_h * tiles_w):
 //   U  [pos][g][K/g][C/g]   filter transform (dgrad: C and K swapped)
-//   V  [pos][g][C/g][T]     input transform, reduction-major for fprop /
-//                           dgrad (ConvRunRowLoader), rows for wgrad
+//   V  [pos][g][C/g][T]     input transform: reduction-major for fprop /
+//                           dgrad (ConvRunRowLoader), rows for wgrad (B)
 //   M  [pos][g][T][K/g]     GEMM result (fprop / dgrad)
-//   dY [pos][g][K/g][T]     wgrad's transformed dy
+//   dY [pos][g][T][K/g]     wgrad's transformed dy, reduction-major
 //   dW [pos][g][K/g][C/g]   wgrad's GEMM result
 #pragma once
 
@@ -432,8 +432,8 @@ __global__ void conv_winograd_output_kernel(const T* __restrict__ m, T* __restri
 }
 
 // wgrad: A dY A^T of every (image, filter, tile) of dy (N, K, P, Q), zero
-// past P, Q, to dY[pos][g][k][n * tiles + t]; a thread takes one filter and
-// kLanes consecutive tiles.
+// past P, Q, to dY[pos][g][n * tiles + t][k]: reduction-major for the GEMM
+// (ConvRunRowLoader). A thread takes one tile and kLanes consecutive k.
 template <typename T, int kM, int kLanes>
 __global__ void conv_winograd_grad_kernel(const T* __restrict__ dy, T* __restrict__ out,
                                           WinogradGeometry geo) {
@@ -442,41 +442,43 @@ __global__ void conv_winograd_grad_kernel(const T* __restrict__ dy, T* __restric
   constexpr int kA = F::kAlpha;
   const std::int64_t image_tiles = geo.image_tiles();
   const std::int64_t T_ = geo.tiles();
-  const std::int64_t tile_blocks = (T_ + kLanes - 1) / kLanes;
-  const std::int64_t pos_stride = T_ * geo.K;  // [pos][g][Kg][T]
-  const std::int64_t total = geo.K * tile_blocks;
+  const int Kg = geo.group_filters();
+  const int k_blocks = (Kg + kLanes - 1) / kLanes;
+  const std::int64_t pos_stride = T_ * geo.K;  // [pos][g][T][Kg]
+  const std::int64_t plane_size = std::int64_t(geo.P) * geo.Q;
+  const std::int64_t total = geo.groups * T_ * k_blocks;
   for (std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += std::int64_t(blockDim.x) * gridDim.x) {
-    const int filt = static_cast<int>(idx / tile_blocks);  // g * Kg + k
-    const std::int64_t tile0 = (idx - std::int64_t(filt) * tile_blocks) * kLanes;
-    const int count = static_cast<int>(T_ - tile0 < kLanes ? T_ - tile0 : kLanes);
+    const std::int64_t gtile = idx / k_blocks;  // g * T + tile
+    const int k0 = static_cast<int>(idx - gtile * k_blocks) * kLanes;
+    const int g = static_cast<int>(gtile / T_);
+    const std::int64_t tile = gtile - g * T_;
+    const int count = min(kLanes, Kg - k0);
+    const int n = static_cast<int>(tile / image_tiles);
+    const int t = static_cast<int>(tile - n * image_tiles);
+    const int th = t / geo.tiles_w;
+    const int tw = t - th * geo.tiles_w;
+    const int rows = min(kM, geo.P - th * kM), cols = min(kM, geo.Q - tw * kM);
     V d[kM][kM];
 #pragma unroll
     for (int l = 0; l < kLanes; ++l) {
-      const std::int64_t tile = tile0 + (l < count ? l : 0);
-      const int n = static_cast<int>(tile / image_tiles);
-      const int t = static_cast<int>(tile - n * image_tiles);
-      const int th = t / geo.tiles_w;
-      const int tw = t - th * geo.tiles_w;
-      const T* plane = dy + (std::int64_t(n) * geo.K + filt) * geo.P * geo.Q;
+      const int filt = g * Kg + k0 + (l < count ? l : 0);
+      const T* src = dy + (std::int64_t(n) * geo.K + filt) * plane_size +
+                     std::int64_t(th * kM) * geo.Q + tw * kM;
 #pragma unroll
-      for (int i = 0; i < kM; ++i) {
-        const int p = th * kM + i;
+      for (int i = 0; i < kM; ++i)
 #pragma unroll
-        for (int j = 0; j < kM; ++j) {
-          const int q = tw * kM + j;
-          d[i][j].v[l] =
-              l < count && p < geo.P && q < geo.Q ? plane[std::int64_t(p) * geo.Q + q] : T(0);
-        }
-      }
+        for (int j = 0; j < kM; ++j)
+          d[i][j].v[l] = i < rows && j < cols ? src[std::int64_t(i) * geo.Q + j] : T(0);
     }
     V tr[kA][kA];
     winograd_2d(d, tr, [](const V(&a)[kM], V(&b)[kA]) { F::grad_output(a, b); });
-    T* dst = out + std::int64_t(filt) * T_ + tile0;
+    T* dst = out + gtile * Kg + k0;
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
-      for (int j = 0; j < kA; ++j) winograd_store_run(dst + (i * kA + j) * pos_stride, tr[i][j], count);
+      for (int j = 0; j < kA; ++j)
+        winograd_store_run(dst + (i * kA + j) * pos_stride, tr[i][j], count);
   }
 }
 

@@ -49,7 +49,7 @@ auto visit_dgrad_variant(const ConvParams& p, Visit&& visit) {
 
 // The Winograd tile conv_winograd_tile picks for p (0: implicit GEMM), after
 // the well-formedness check every launcher makes first.
-int winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
+int dgrad_winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
   conv_require_well_formed(p, "conv2d_dgrad");
   return conv_winograd_tile(p, ConvPassKind::kDgrad, algo, "conv2d_dgrad");
 }
@@ -59,7 +59,7 @@ int winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
 template <typename T>
 void conv2d_dgrad(const ConvParams& p, const T* dy, const T* w, T* dx, void* workspace,
                   std::size_t workspace_bytes, Stream s, ConvAlgorithm algo) {
-  if (const int tile = winograd_tile(p, algo)) {
+  if (const int tile = dgrad_winograd_tile(p, algo)) {
     conv2d_dgrad_winograd<T>(p, tile, dy, w, dx, workspace, workspace_bytes, s);
     return;
   }
@@ -74,7 +74,7 @@ void conv2d_dgrad(const ConvParams& p, const T* dy, const T* w, T* dx, void* wor
 
 template <typename T>
 std::size_t conv2d_dgrad_workspace_bytes(const ConvParams& p, ConvAlgorithm algo) {
-  if (const int tile = winograd_tile(p, algo)) {
+  if (const int tile = dgrad_winograd_tile(p, algo)) {
     return conv2d_winograd_workspace_bytes<T>(p, ConvPassKind::kDgrad, tile);
   }
   return visit_dgrad_variant<T>(p, ConvWorkspaceBytes{kConvSplitTarget});
@@ -82,7 +82,7 @@ std::size_t conv2d_dgrad_workspace_bytes(const ConvParams& p, ConvAlgorithm algo
 
 template <typename T>
 std::string conv2d_dgrad_variant(const ConvParams& p, ConvAlgorithm algo) {
-  if (const int tile = winograd_tile(p, algo)) return conv2d_winograd_variant(tile);
+  if (const int tile = dgrad_winograd_tile(p, algo)) return conv2d_winograd_variant(tile);
   return visit_dgrad_variant<T>(p, ConvVariantName{kConvSplitTarget, "conv2d_dgrad_"});
 }
 

@@ -49,7 +49,7 @@ auto visit_fprop_variant(const ConvParams& p, Visit&& visit) {
 
 // The Winograd tile conv_winograd_tile picks for p (0: implicit GEMM), after
 // the well-formedness check every launcher makes first.
-int winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
+int fprop_winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
   conv_require_well_formed(p, "conv2d_fprop");
   return conv_winograd_tile(p, ConvPassKind::kFprop, algo, "conv2d_fprop");
 }
@@ -59,7 +59,7 @@ int winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
 template <typename T>
 void conv2d_fprop(const ConvParams& p, const T* x, const T* w, const T* b, T* y, bool relu,
                   void* workspace, std::size_t workspace_bytes, Stream s, ConvAlgorithm algo) {
-  if (const int tile = winograd_tile(p, algo)) {
+  if (const int tile = fprop_winograd_tile(p, algo)) {
     conv2d_fprop_winograd<T>(p, tile, x, w, b, y, relu, workspace, workspace_bytes, s);
     return;
   }
@@ -76,7 +76,7 @@ void conv2d_fprop(const ConvParams& p, const T* x, const T* w, const T* b, T* y,
 
 template <typename T>
 std::size_t conv2d_fprop_workspace_bytes(const ConvParams& p, ConvAlgorithm algo) {
-  if (const int tile = winograd_tile(p, algo)) {
+  if (const int tile = fprop_winograd_tile(p, algo)) {
     return conv2d_winograd_workspace_bytes<T>(p, ConvPassKind::kFprop, tile);
   }
   return visit_fprop_variant<T>(p, ConvWorkspaceBytes{kConvSplitTarget});
@@ -84,7 +84,7 @@ std::size_t conv2d_fprop_workspace_bytes(const ConvParams& p, ConvAlgorithm algo
 
 template <typename T>
 std::string conv2d_fprop_variant(const ConvParams& p, ConvAlgorithm algo) {
-  if (const int tile = winograd_tile(p, algo)) return conv2d_winograd_variant(tile);
+  if (const int tile = fprop_winograd_tile(p, algo)) return conv2d_winograd_variant(tile);
   return visit_fprop_variant<T>(p, ConvVariantName{kConvSplitTarget, "conv2d_fprop_"});
 }
 

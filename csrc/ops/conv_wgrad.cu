@@ -34,7 +34,7 @@ auto visit_wgrad_variant(const ConvParams& p, Visit&& visit) {
 
 // The Winograd tile conv_winograd_tile picks for p (0: implicit GEMM), after
 // the well-formedness check every launcher makes first.
-int winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
+int wgrad_winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
   conv_require_well_formed(p, "conv2d_wgrad");
   return conv_winograd_tile(p, ConvPassKind::kWgrad, algo, "conv2d_wgrad");
 }
@@ -44,7 +44,7 @@ int winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
 template <typename T>
 void conv2d_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, T* db, void* workspace,
                   std::size_t workspace_bytes, Stream s, ConvAlgorithm algo) {
-  if (const int tile = winograd_tile(p, algo)) {
+  if (const int tile = wgrad_winograd_tile(p, algo)) {
     conv2d_wgrad_winograd<T>(p, tile, x, dy, dw, db, workspace, workspace_bytes, s);
     return;
   }
@@ -64,7 +64,7 @@ void conv2d_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, T* db, vo
 
 template <typename T>
 std::size_t conv2d_wgrad_workspace_bytes(const ConvParams& p, ConvAlgorithm algo) {
-  if (const int tile = winograd_tile(p, algo)) {
+  if (const int tile = wgrad_winograd_tile(p, algo)) {
     return conv2d_winograd_workspace_bytes<T>(p, ConvPassKind::kWgrad, tile);
   }
   return visit_wgrad_variant<T>(p, ConvWorkspaceBytes{kSplitTarget});
@@ -72,7 +72,7 @@ std::size_t conv2d_wgrad_workspace_bytes(const ConvParams& p, ConvAlgorithm algo
 
 template <typename T>
 std::string conv2d_wgrad_variant(const ConvParams& p, ConvAlgorithm algo) {
-  if (const int tile = winograd_tile(p, algo)) return conv2d_winograd_variant(tile);
+  if (const int tile = wgrad_winograd_tile(p, algo)) return conv2d_winograd_variant(tile);
   return visit_wgrad_variant<T>(p, ConvVariantName{kSplitTarget, "conv2d_wgrad_"});
 }
 

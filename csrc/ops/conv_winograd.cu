@@ -211,11 +211,11 @@ void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* worksp
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
   launch(conv_winograd_grad_kernel<T, kM, L>, "conv2d_winograd_grad_transform",
-         transform_config(std::int64_t(g.K) * lane_blocks(T_, L), s), dy, ws.a, g);
+         transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), s), dy, ws.a, g);
   launch(conv_winograd_input_kernel<T, kM, L>, "conv2d_winograd_input_transform",
          transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.b, g);
-  ConvWinogradGemmPass<T, ConvRowLoader<T, kConvOperandA>> gemm;
-  gemm.a = ConvRowMatrix<T>{ws.a, Kg, T_, T_ * Kg};
+  ConvWinogradGemmPass<T, ConvRunRowLoader<T>> gemm;
+  gemm.a = ConvRowMatrix<T>{ws.a, Kg, Kg, T_ * Kg};  // dY[pos][g][tile][k]: runs of k
   gemm.b = ConvRowMatrix<T>{ws.b, Cg, T_, T_ * Cg};
   gemm.out = ws.out;
   gemm.m = Kg;
