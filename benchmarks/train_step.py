@@ -106,7 +106,7 @@ def torch_step(torch, model, name, batch, device_type):
         loss.backward()
         optimizer.step()
         sync()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
