@@ -157,7 +157,12 @@ def test_variants_report_the_choice():
         assert conv2d_variant(pass_name, *small, padding=1, algorithm="winograd") == "winograd_2x2"
         assert conv2d_variant(pass_name, *big, padding=1,
                               algorithm="winograd_2x2") == "winograd_2x2"
-    # F(2x2) when only its tiles fill the GEMMs; implicit GEMM with 8 channels
+    # F(2x2) when only its tiles fill the GEMMs; implicit GEMM with 8 channels, but
+    # dgrad of an RGB input reduces over the 16 filters
+    rgb = ((1, 3, 28, 28), (16, 3, 3, 3))
+    assert conv2d_variant("dgrad", *rgb, padding=1) == "winograd_4x4"
+    assert conv2d_variant("fprop", *rgb, padding=1) == "implicit_gemm_3x3"
+    assert conv2d_variant("wgrad", *rgb, padding=1).startswith("implicit_gemm")
     assert conv2d_variant("fprop", (4, 16, 8, 8), (16, 16, 3, 3), padding=1) == "winograd_2x2"
     assert conv2d_variant("fprop", (1, 8, 28, 28), (16, 8, 3, 3), padding=1) == "implicit_gemm_3x3"
     m, params = module(), (1, 16, 28, 28, 16, 3, 3, 28, 28, 1, 1, 1, 1, 1)

@@ -25,9 +25,10 @@
 // The auto rule (conv_winograd_tile), from python benchmarks/conv3x3.py
 // (emulator, 2-core Zen 4 shared with other jobs, so +-30% between runs;
 // fprop / dgrad / wgrad GFLOP/s counted as direct convolution):
-//   - 16+ channels per group on both sides: with RGB input (C = 3) the
-//     implicit GEMM ran fprop at 13.4 GFLOP/s against F(4x4)'s 4.4 and
-//     wgrad at 5.8 against 2.2 (the transforms cost more than 3-long dots).
+//   - 16+ channels per group on both sides (dgrad: 16+ filters): with RGB
+//     input (C = 3) the implicit GEMM ran fprop at 13.4 GFLOP/s against
+//     F(4x4)'s 4.4 and wgrad at 5.8 against 2.2 (the transforms cost more
+//     than 3-long dots), but dgrad (a 64-long reduction) at 2.4 against 4.0.
 //   - F(4x4) once the batch has >= 48 of its tiles: VGG-16 224x224 layers
 //     at batch 1, implicit GEMM -> F(4x4): 64->64 at 224: 49.7 -> 68.6,
 //     47.6 -> 74.0, 10.3 -> 50.7; 128->128 at 112: 47.4 -> 83.1,
@@ -255,16 +256,15 @@ int conv_winograd_tile(const ConvParams& p, ConvPassKind pass, ConvAlgorithm alg
     if (algo == ConvAlgorithm::kWinograd2x2) return 2;
     return winograd_tiles(p, 4) >= kAutoMinTiles ? 4 : 2;
   }
-  (void)pass;  // one rule serves the three passes (measured)
   if (!why.empty()) return 0;
 #if defined(__CUDACC__)
+  (void)pass;
   return 0;  // no GPU measurement yet: the implicit GEMM stays the default there
 #else
-  // The emulator's rule (measured, see the top of this file): transforms
-  // only pay with 16+ channels on both sides (and wgrad's short GEMM
-  // rows need them too); F(4x4) needs about 48 tiles to fill its GEMMs,
-  // F(2x2) has 2.25x the tiles for small images.
-  if (p.group_channels() < kAutoMinChannels) return 0;
+  // The emulator's rule (measured, see the top of this file).
+  // dgrad's reduction runs over filters; an RGB input (its GEMM's 3 columns)
+  // is no obstacle there.
+  if (pass != ConvPassKind::kDgrad && p.group_channels() < kAutoMinChannels) return 0;
   if (p.group_filters() < kAutoMinChannels) return 0;
   if (p.P < kAutoMinSide || p.Q < kAutoMinSide) return 0;
   if (winograd_tiles(p, 4) >= kAutoMinTiles) return 4;
