@@ -10,9 +10,16 @@
 //   M[pos][tile][k] = sum_c V[pos][tile][c] U[pos][k][c]
 // so a convolution becomes three transforms around alpha^2 independent GEMMs,
 // and those GEMMs run on the implicit-GEMM main loop of kernels/conv.cuh
-// (ConvWinogradGemmPass below: both operands are row matrices, read by its
-// ConvRowLoader; blockIdx.z covers position x group). Per output tile of one
-// channel pair F(4x4) multiplies 36 times where direct convolution does 144.
+// unchanged (ConvWinogradGemmPass below, a Pass like fprop's: blockIdx.z
+// covers position x group, operand A is read in runs from a reduction-major
+// matrix by ConvRunRowLoader, operand B by rows by ConvRowLoader). Per output
+// tile of one channel pair F(4x4) multiplies 36 times where direct
+// convolution does 144.
+//
+// The transforms are separate kernels: inside the GEMM's loaders each input
+// tile would be transformed once per position and column block, and the
+// output transform needs all alpha^2 positions of a (tile, filter), which
+// the GEMM computes in alpha^2 different blocks.
 //
 // The passes (launchers: ops/conv_winograd.cu):
 //   fprop  U = filter transform of w, V = input transform of x,

@@ -3,11 +3,8 @@
 // (conv_launch_implicit_gemm with ConvWinogradGemmPass, the 3x3 variant's
 // tiles from ops/conv_tiles.cuh), and the rule that picks them.
 //
-// Transforms run as separate kernels: fused into the GEMM's loaders, each
-// transformed element would be recomputed once per GEMM column block and
-// per position (alpha^2 = 36 positions read the same input tile), and the
-// output transform needs all 36 positions of a (tile, filter) pair, which
-// the GEMM spreads over 36 blocks.
+// Transforms run as separate kernels (why: kernels/conv_winograd.cuh). Each
+// transform thread handles kLanes neighbours (16 floats on the emulator).
 //
 // Numerics, float32 against float64 (x, w, dy standard normal; VGG-like
 // layers of 32-128 channels): max |error| of an output relative to the
