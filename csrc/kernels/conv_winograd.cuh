@@ -255,7 +255,11 @@ __device__ __forceinline__ void winograd_store_run(T* dst, const WinogradLanes<T
 #pragma GCC unroll 16
     for (int l = 0; l < kLanes; ++l) dst[l] = val.v[l];
   } else {
-    for (int l = 0; l < count; ++l) dst[l] = val.v[l];
+    // unrolled too: a lane index the compiler cannot fold would put the
+    // whole transformed tile in local memory under nvcc
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l)
+      if (l < count) dst[l] = val.v[l];
   }
 }
 
@@ -419,7 +423,9 @@ __global__ void conv_winograd_output_kernel(const T* __restrict__ m, T* __restri
     const int th = t / geo.tiles_w;
     const int tw = t - th * geo.tiles_w;
     const int rows = min(kM, geo.P - th * kM), cols = min(kM, geo.Q - tw * kM);
-    for (int l = 0; l < count; ++l) {
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) {
+      if (l >= count) break;
       const int filt = g * Kg + k0 + l;
       const T b = bias != nullptr ? bias[filt] : T(0);
       T* dst = y + ((std::int64_t(n) * geo.K + filt) * geo.P + th * kM) * geo.Q + tw * kM;
@@ -514,7 +520,9 @@ __global__ void conv_winograd_filter_grad_kernel(const T* __restrict__ m,
       for (int j = 0; j < kA; ++j) winograd_load_run(src + (i * kA + j) * pos_stride, acc[i][j], count);
     V out[3][3];
     winograd_2d(acc, out, [](const V(&a)[kA], V(&b)[3]) { F::filter_grad(a, b); });
-    for (int l = 0; l < count; ++l) {
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) {
+      if (l >= count) break;
       T* dst = dw + (std::int64_t(filt) * Cg + c0 + l) * 9;
 #pragma unroll
       for (int r = 0; r < 3; ++r)
