@@ -321,7 +321,8 @@ __global__ void conv_winograd_filter_kernel(const T* __restrict__ w,  // (K, C/g
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
-      for (int j = 0; j < kA; ++j) winograd_store_run(dst + (i * kA + j) * pos_stride, out[i][j], count);
+      for (int j = 0; j < kA; ++j)
+        winograd_store_run(dst + (i * kA + j) * pos_stride, out[i][j], count);
   }
 }
 
@@ -415,7 +416,8 @@ __global__ void conv_winograd_output_kernel(const T* __restrict__ m, T* __restri
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
-      for (int j = 0; j < kA; ++j) winograd_load_run(src + (i * kA + j) * pos_stride, acc[i][j], count);
+      for (int j = 0; j < kA; ++j)
+        winograd_load_run(src + (i * kA + j) * pos_stride, acc[i][j], count);
     V out[kM][kM];
     winograd_2d(acc, out, [](const V(&a)[kA], V(&b)[kM]) { F::output(a, b); });
     const int n = static_cast<int>(tile / image_tiles);
@@ -517,7 +519,8 @@ __global__ void conv_winograd_filter_grad_kernel(const T* __restrict__ m,
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
-      for (int j = 0; j < kA; ++j) winograd_load_run(src + (i * kA + j) * pos_stride, acc[i][j], count);
+      for (int j = 0; j < kA; ++j)
+        winograd_load_run(src + (i * kA + j) * pos_stride, acc[i][j], count);
     V out[3][3];
     winograd_2d(acc, out, [](const V(&a)[kA], V(&b)[3]) { F::filter_grad(a, b); });
 #pragma unroll

@@ -146,10 +146,23 @@ LaunchConfig transform_config(std::int64_t threads, Stream s) {
 }
 
 // The batched GEMMs, on the 3x3 variant's tiles; never split (alpha^2 x
-// groups batches already give 16-36x the blocks of one GEMM).
+// groups batches already give 16-36x the blocks of one GEMM). On the
+// emulator, GEMMs of 33-64 rows (F(4x4) on 28x28 images, F(2x2) on 14x14,
+// at batch 1) with 128+ reduction steps take 64-deep stages: 1.3-1.45x the
+// 3x3 variant's 32-deep 64-row tile there (dev/winograd, interleaved).
 template <typename T, typename Loader>
 void run_gemm(const ConvWinogradGemmPass<T, Loader>& pass, const char* name, Stream s) {
   constexpr ConvSplitTarget kNoSplit{1, 1 << 30};
+#if !defined(__CUDACC__)
+  if constexpr (sizeof(T) <= 4) {
+    if (pass.gemm_m() > 32 && pass.gemm_m() <= 64 && pass.gemm_k() >= 128) {
+      using ShortDeep = ConvTile<64, 128, 64, 8, 16>;
+      conv_launch_implicit_gemm<ShortDeep>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,
+                                           nullptr, 0, s);
+      return;
+    }
+  }
+#endif
   visit_conv_3x3_tile<T>(pass, name, [&](auto gemm, auto tile, const char* kernel) {
     conv_launch_implicit_gemm<decltype(tile)>(kernel, "conv2d_winograd_split_reduce", gemm,
                                               kNoSplit, nullptr, 0, s);

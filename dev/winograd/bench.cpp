@@ -3,7 +3,9 @@
 // timed whole and piece by piece (filter, input, GEMM, output transform), so
 // a change to one piece shows where the time went. Emulator only.
 // `make -C dev && dev/build/winograd [H ...]` (H: only those image sizes).
+#include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -77,6 +79,33 @@ void pieces(const ConvParams& p, lab::Buffer<float>& x, lab::Buffer<float>& w,
   std::printf("    F(%dx%d) pieces: filter %.2f ms, input %.2f ms, GEMM %.2f ms (%.1f GFLOP/s "
               "of its own %.3f GFLOP), output %.2f ms\n",
               kM, kM, tf * 1e3, ti * 1e3, tg * 1e3, gemm_gflop / tg, gemm_gflop, to * 1e3);
+  // The GEMM on other tiles, rounds interleaved (the VM is shared: best of 5 each).
+  using Tiles = ConvTiles<float>;
+  using ShortDeep = ConvTile<64, 128, 64, 8, 16>;
+  using BaseDeep = ConvTile<128, 64, 64, 8, 16>;
+  auto with = [&](auto tile) {
+    return [&, tile] {
+      conv_launch_implicit_gemm<decltype(tile)>("gemm", "reduce", gemm, ConvSplitTarget{1, 1 << 30},
+                                                nullptr, 0, nullptr);
+    };
+  };
+  const std::function<void()> runs[] = {product,
+                                        with(typename Tiles::Conv3x3{}),
+                                        with(typename Tiles::Conv3x3Wide{}),
+                                        with(typename Tiles::General{}),
+                                        with(typename Tiles::Conv3x3Short{}),
+                                        with(ShortDeep{}),
+                                        with(typename Tiles::Conv3x3Tiny{}),
+                                        with(BaseDeep{})};
+  const char* names[] = {"prod", "256x64x64", "128x128x64", "128x64x32", "64x128x32",
+                         "64x128x64", "32x128x32", "128x64x64"};
+  double best[8];
+  for (double& b : best) b = 1e30;
+  for (int round = 0; round < 5; ++round)
+    for (int i = 0; i < 8; ++i) best[i] = std::min(best[i], lab::median_seconds(runs[i], 1));
+  std::printf("      GEMM tiles (GFLOP/s):");
+  for (int i = 0; i < 8; ++i) std::printf(" %s %.1f", names[i], gemm_gflop / best[i]);
+  std::printf("\n");
   (void)gflop;
 }
 
@@ -100,9 +129,10 @@ int main(int argc, char** argv) {
     // float64 reference: the implicit GEMM's double instantiation
     std::vector<double> xd(x.begin(), x.end()), wd(w.begin(), w.end());
     lab::Buffer<double> bxd(xd), bwd(wd), byd(std::size_t(p.N) * p.K * p.P * p.Q);
-    lab::Buffer<char> wsd(1);
+    const std::size_t wsd_bytes = workspace_bytes<double>(p, ConvAlgorithm::kImplicitGemm);
+    lab::Buffer<char> wsd(std::max<std::size_t>(wsd_bytes, 1));
     dc::ops::conv2d_fprop<double>(p, bxd.get(), bwd.get(), nullptr, byd.get(), false, wsd.get(),
-                                  0, nullptr, ConvAlgorithm::kImplicitGemm);
+                                  wsd_bytes, nullptr, ConvAlgorithm::kImplicitGemm);
     const std::vector<double> want = byd.to_host();
     lab::Buffer<float> bx(x), bw(w), by(want.size());
     const double gflop = double(p.fprop_flops()) / 1e9;
