@@ -38,12 +38,16 @@ PROBLEMS = {
     "smaller_than_tile": ((2, 4, 3, 2), (5, 4, 3, 3), 1, 1),
     # tiles spanning images within one 16-lane transform run
     "many_tiles": ((3, 17, 13, 13), (18, 17, 3, 3), 1, 1),
-    # GEMMs of 33-64 rows and 128+ reduction steps (the emulator's 64-deep tile):
+    # GEMMs of 33-64 rows and 128+ reduction steps (the emulator's 64x128x64 tile):
     # F(4x4) fprop (36 tiles x 128 channels), dgrad (36 tiles x 128 filters),
     # wgrad (40 filters x 128 tiles)
     "short_deep_fprop": ((9, 128, 8, 8), (16, 128, 3, 3), 1, 1),
     "short_deep_dgrad": ((9, 16, 8, 8), (128, 16, 3, 3), 1, 1),
     "short_deep_wgrad": ((2, 8, 32, 32), (40, 8, 3, 3), 1, 1),
+    # more than 64 rows and 64+ steps (the emulator's 128x64x64 tile)
+    "deep_fprop": ((3, 64, 20, 20), (8, 64, 3, 3), 1, 1),
+    "deep_dgrad": ((3, 8, 20, 20), (64, 8, 3, 3), 1, 1),
+    "deep_wgrad": ((3, 8, 20, 20), (72, 8, 3, 3), 1, 1),
 }
 
 
@@ -109,7 +113,8 @@ def test_numeric_gradient_through_layer(rng):
 
 
 @pytest.mark.parametrize("tile", TILES)
-@pytest.mark.parametrize("problem", ["groups2", "k_c_not_tile_multiple", "short_deep_wgrad"])
+@pytest.mark.parametrize("problem", ["groups2", "k_c_not_tile_multiple", "short_deep_wgrad",
+                                     "deep_wgrad"])
 def test_race_free_and_repeatable(problem, tile, rng):
     x, w, b, dy, geo = arrays(rng, problem, np.float32)
     x, w, b, dy = (on(DEVICE, a) for a in (x, w, b, dy))

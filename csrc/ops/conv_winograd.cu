@@ -147,14 +147,25 @@ LaunchConfig transform_config(std::int64_t threads, Stream s) {
 
 // The batched GEMMs, on the 3x3 variant's tiles; never split (alpha^2 x
 // groups batches already give 16-36x the blocks of one GEMM). On the
-// emulator, GEMMs of 33-64 rows (F(4x4) on 28x28 images, F(2x2) on 14x14,
-// at batch 1) with 128+ reduction steps take 64-deep stages: 1.3-1.45x the
-// 3x3 variant's 32-deep 64-row tile there (dev/winograd, interleaved).
+// emulator (float), 64-deep stages where the reduction fills them, measured
+// side by side in dev/winograd (GEMM alone, rounds interleaved):
+//   - more than 64 rows, 64+ steps: 128x64x64 blocks, 1.1-1.35x the 3x3
+//     variant's choice for F(4x4) on VGG's 224..56 layers (e.g. 64->64 at
+//     224: 41.6 against 31.2 GFLOP/s; 128->128 at 112: 38.5 against 31.8);
+//   - 33-64 rows (F(4x4) on 28x28 images, F(2x2) on 14x14, batch 1), 128+
+//     steps: 64x128x64, 1.3-1.45x the 32-deep 64-row tile (15.3 against
+//     11.0 GFLOP/s for 256->512 at 28).
 template <typename T, typename Loader>
 void run_gemm(const ConvWinogradGemmPass<T, Loader>& pass, const char* name, Stream s) {
   constexpr ConvSplitTarget kNoSplit{1, 1 << 30};
 #if !defined(__CUDACC__)
   if constexpr (sizeof(T) <= 4) {
+    if (pass.gemm_m() > 64 && pass.gemm_k() >= 64) {
+      using Deep = ConvTile<128, 64, 64, 8, 16>;
+      conv_launch_implicit_gemm<Deep>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,
+                                      nullptr, 0, s);
+      return;
+    }
     if (pass.gemm_m() > 32 && pass.gemm_m() <= 64 && pass.gemm_k() >= 128) {
       using ShortDeep = ConvTile<64, 128, 64, 8, 16>;
       conv_launch_implicit_gemm<ShortDeep>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,
