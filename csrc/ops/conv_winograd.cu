@@ -59,10 +59,9 @@ constexpr int kTransformThreads = 256;
 constexpr std::int64_t kTransformMaxBlocks = 4096;
 constexpr std::size_t kAlign = 256;  // every workspace buffer starts on this
 
-// The auto rule's thresholds (conv_winograd_tile).
-constexpr int kAutoMinChannels = 16;
+// Tiles that fill F(4x4)'s GEMMs (the auto rule, conv_winograd_tile; also
+// what "winograd" without a tile size goes by).
 constexpr std::int64_t kAutoMinTiles = 48;
-constexpr int kAutoMinSide = 8;  // outputs per image side
 
 // Output tiles of F(m x m, 3x3) over the whole batch.
 std::int64_t winograd_tiles(const ConvParams& p, int m) {
@@ -283,6 +282,8 @@ int conv_winograd_tile(const ConvParams& p, ConvPassKind pass, ConvAlgorithm alg
   return 0;  // no GPU measurement yet: the implicit GEMM stays the default there
 #else
   // The emulator's rule (measured, see the top of this file).
+  constexpr int kAutoMinChannels = 16;
+  constexpr int kAutoMinSide = 8;  // outputs per image side
   // dgrad's reduction runs over filters; an RGB input (its GEMM's 3 columns)
   // is no obstacle there.
   if (pass != ConvPassKind::kDgrad && p.group_channels() < kAutoMinChannels) return 0;
