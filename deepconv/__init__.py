@@ -31,6 +31,7 @@ from deepconv.backend.emu import (
 )
 from deepconv import models, nn, ops, optim
 from deepconv.interop.dlpack import from_dlpack
+from deepconv.ops.conv import get_conv_algorithm, set_conv_algorithm
 
 __all__ = [
     "BarrierDivergenceError",
@@ -47,11 +48,13 @@ __all__ = [
     "devices",
     "empty",
     "from_dlpack",
+    "get_conv_algorithm",
     "models",
     "nn",
     "ops",
     "optim",
     "reset_transfer_stats",
+    "set_conv_algorithm",
     "synchronize",
     "to_device",
     "to_numpy",

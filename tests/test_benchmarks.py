@@ -27,7 +27,24 @@ def test_conv3x3_validates_and_reports_gflops(tmp_path):
     assert len(result["rows"]) == 27  # 9 shapes x 3 passes
     for row in result["rows"]:
         assert row["max_rel_error"] <= 1e-3 and row["deepconv"] > 0 and row["numpy"] > 0
+        # every algorithm side by side; deepconv's column is auto's, whose variant is named
+        assert set(row["algorithms"]) == {"auto", "implicit_gemm", "winograd"}
+        assert row["deepconv"] == row["algorithms"]["auto"]
+        assert row["variant"].startswith(("implicit_gemm", "winograd_"))
     assert "cifar_median_fprop_ratio_numpy" in result["summary"]
+    # cifar at batch 1: conv1_2 (64 -> 64, 32x32: 64 F(4x4) tiles) runs F(4x4) under auto
+    conv1_2 = [r for r in result["rows"] if (r["C"], r["K"]) == (64, 64)]
+    assert {r["variant"] for r in conv1_2} == {"winograd_4x4"}
+
+
+def test_train_step_prints_images_per_second(tmp_path):
+    stdout = run("train_step.py", "--networks", "digits_net", "--batch", "4", "--repeat", "1",
+                 "--json", tmp_path=tmp_path)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    row = result["rows"]["digits_net"]
+    assert row["batch"] == 4 and row["deepconv"] > 0
+    if "torch" in row:
+        assert "digits_net: deepconv reaches" in stdout and row["ratio_torch"] > 0
 
 
 def test_conv3x3_rejects_an_unknown_pass(tmp_path):

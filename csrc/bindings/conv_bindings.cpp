@@ -1,5 +1,7 @@
 // Python bindings of ops/conv.h (conventions: bindings/common.h).
 //
+// `algorithm` is "auto", "implicit_gemm", "winograd", "winograd_4x4" or
+// "winograd_2x2" (dc::ops::ConvAlgorithm).
 // `params` is the tuple (N, C, H, W, K, R, S, P, Q, pad_h, pad_w, stride_h,
 // stride_w, groups) of dc::ConvParams; deepconv.ops.conv builds it. A null
 // bias / db pointer is 0.
@@ -35,41 +37,57 @@ dc::ConvParams to_params(const ParamsTuple& t) {
   return p;
 }
 
+dc::ops::ConvAlgorithm to_algorithm(const std::string& name) {
+  if (name == "auto") return dc::ops::ConvAlgorithm::kAuto;
+  if (name == "implicit_gemm") return dc::ops::ConvAlgorithm::kImplicitGemm;
+  if (name == "winograd") return dc::ops::ConvAlgorithm::kWinograd;
+  if (name == "winograd_4x4") return dc::ops::ConvAlgorithm::kWinograd4x4;
+  if (name == "winograd_2x2") return dc::ops::ConvAlgorithm::kWinograd2x2;
+  throw py::value_error("algorithm: expected 'auto', 'implicit_gemm', 'winograd', "
+                        "'winograd_4x4' or 'winograd_2x2', got '" + name + "'");
+}
+
 void conv2d_fprop(const ParamsTuple& params, std::uintptr_t x, std::uintptr_t w, std::uintptr_t b,
                   std::uintptr_t y, bool relu, std::uintptr_t workspace,
-                  std::size_t workspace_bytes, const std::string& dtype, std::uintptr_t stream) {
+                  std::size_t workspace_bytes, const std::string& dtype, std::uintptr_t stream,
+                  const std::string& algorithm) {
   const dc::ConvParams p = to_params(params);
+  const dc::ops::ConvAlgorithm algo = to_algorithm(algorithm);
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release release;
     dc::ops::conv2d_fprop<T>(p, as_ptr<const T>(x), as_ptr<const T>(w), as_ptr<const T>(b),
                              as_ptr<T>(y), relu, as_ptr<void>(workspace), workspace_bytes,
-                             as_stream(stream));
+                             as_stream(stream), algo);
   });
 }
 
 void conv2d_dgrad(const ParamsTuple& params, std::uintptr_t dy, std::uintptr_t w,
                   std::uintptr_t dx, std::uintptr_t workspace, std::size_t workspace_bytes,
-                  const std::string& dtype, std::uintptr_t stream) {
+                  const std::string& dtype, std::uintptr_t stream,
+                  const std::string& algorithm) {
   const dc::ConvParams p = to_params(params);
+  const dc::ops::ConvAlgorithm algo = to_algorithm(algorithm);
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release release;
     dc::ops::conv2d_dgrad<T>(p, as_ptr<const T>(dy), as_ptr<const T>(w), as_ptr<T>(dx),
-                             as_ptr<void>(workspace), workspace_bytes, as_stream(stream));
+                             as_ptr<void>(workspace), workspace_bytes, as_stream(stream), algo);
   });
 }
 
 void conv2d_wgrad(const ParamsTuple& params, std::uintptr_t x, std::uintptr_t dy,
                   std::uintptr_t dw, std::uintptr_t db, std::uintptr_t workspace,
-                  std::size_t workspace_bytes, const std::string& dtype, std::uintptr_t stream) {
+                  std::size_t workspace_bytes, const std::string& dtype, std::uintptr_t stream,
+                  const std::string& algorithm) {
   const dc::ConvParams p = to_params(params);
+  const dc::ops::ConvAlgorithm algo = to_algorithm(algorithm);
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     py::gil_scoped_release release;
     dc::ops::conv2d_wgrad<T>(p, as_ptr<const T>(x), as_ptr<const T>(dy), as_ptr<T>(dw),
                              as_ptr<T>(db), as_ptr<void>(workspace), workspace_bytes,
-                             as_stream(stream));
+                             as_stream(stream), algo);
   });
 }
 
@@ -79,21 +97,24 @@ template <typename BytesF, typename VariantF>
 void bind_queries(py::module_& m, const std::string& pass, BytesF bytes, VariantF variant) {
   m.def(
       ("conv2d_" + pass + "_workspace_bytes").c_str(),
-      [bytes](const ParamsTuple& params, const std::string& dtype) {
+      [bytes](const ParamsTuple& params, const std::string& dtype, const std::string& algorithm) {
         std::size_t n = 0;
-        dispatch_dtype(dtype, [&](auto zero) { n = bytes(to_params(params), zero); });
+        const dc::ops::ConvAlgorithm algo = to_algorithm(algorithm);
+        dispatch_dtype(dtype, [&](auto zero) { n = bytes(to_params(params), zero, algo); });
         return n;
       },
-      py::arg("params"), py::arg("dtype"),
+      py::arg("params"), py::arg("dtype"), py::arg("algorithm") = "auto",
       ("Bytes of workspace conv2d_" + pass + " needs (0: pass any pointer).").c_str());
   m.def(
       ("conv2d_" + pass + "_variant").c_str(),
-      [variant](const ParamsTuple& params, const std::string& dtype) {
+      [variant](const ParamsTuple& params, const std::string& dtype,
+                const std::string& algorithm) {
         std::string name;
-        dispatch_dtype(dtype, [&](auto zero) { name = variant(to_params(params), zero); });
+        const dc::ops::ConvAlgorithm algo = to_algorithm(algorithm);
+        dispatch_dtype(dtype, [&](auto zero) { name = variant(to_params(params), zero, algo); });
         return name;
       },
-      py::arg("params"), py::arg("dtype"),
+      py::arg("params"), py::arg("dtype"), py::arg("algorithm") = "auto",
       ("The kernel variant conv2d_" + pass + " runs for this problem.").c_str());
 }
 
@@ -101,36 +122,37 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_fprop", &conv2d_fprop, py::arg("params"), py::arg("x"), py::arg("w"),
         py::arg("b"), py::arg("y"), py::arg("relu"), py::arg("workspace"),
         py::arg("workspace_bytes"), py::arg("dtype"), py::arg("stream") = 0,
-        "y = conv(x, w) + b (b = 0: no bias), then ReLU if relu.");
+        py::arg("algorithm") = "auto", "y = conv(x, w) + b (b = 0: no bias), then ReLU if relu.");
   m.def("conv2d_dgrad", &conv2d_dgrad, py::arg("params"), py::arg("dy"), py::arg("w"),
         py::arg("dx"), py::arg("workspace"), py::arg("workspace_bytes"), py::arg("dtype"),
-        py::arg("stream") = 0, "dx from dy and w.");
+        py::arg("stream") = 0, py::arg("algorithm") = "auto", "dx from dy and w.");
   m.def("conv2d_wgrad", &conv2d_wgrad, py::arg("params"), py::arg("x"), py::arg("dy"),
         py::arg("dw"), py::arg("db"), py::arg("workspace"), py::arg("workspace_bytes"),
-        py::arg("dtype"), py::arg("stream") = 0, "dw (and db unless db = 0) from x and dy.");
+        py::arg("dtype"), py::arg("stream") = 0, py::arg("algorithm") = "auto",
+        "dw (and db unless db = 0) from x and dy.");
   bind_queries(
       m, "fprop",
-      [](const dc::ConvParams& p, auto zero) {
-        return dc::ops::conv2d_fprop_workspace_bytes<decltype(zero)>(p);
+      [](const dc::ConvParams& p, auto zero, dc::ops::ConvAlgorithm algo) {
+        return dc::ops::conv2d_fprop_workspace_bytes<decltype(zero)>(p, algo);
       },
-      [](const dc::ConvParams& p, auto zero) {
-        return dc::ops::conv2d_fprop_variant<decltype(zero)>(p);
+      [](const dc::ConvParams& p, auto zero, dc::ops::ConvAlgorithm algo) {
+        return dc::ops::conv2d_fprop_variant<decltype(zero)>(p, algo);
       });
   bind_queries(
       m, "dgrad",
-      [](const dc::ConvParams& p, auto zero) {
-        return dc::ops::conv2d_dgrad_workspace_bytes<decltype(zero)>(p);
+      [](const dc::ConvParams& p, auto zero, dc::ops::ConvAlgorithm algo) {
+        return dc::ops::conv2d_dgrad_workspace_bytes<decltype(zero)>(p, algo);
       },
-      [](const dc::ConvParams& p, auto zero) {
-        return dc::ops::conv2d_dgrad_variant<decltype(zero)>(p);
+      [](const dc::ConvParams& p, auto zero, dc::ops::ConvAlgorithm algo) {
+        return dc::ops::conv2d_dgrad_variant<decltype(zero)>(p, algo);
       });
   bind_queries(
       m, "wgrad",
-      [](const dc::ConvParams& p, auto zero) {
-        return dc::ops::conv2d_wgrad_workspace_bytes<decltype(zero)>(p);
+      [](const dc::ConvParams& p, auto zero, dc::ops::ConvAlgorithm algo) {
+        return dc::ops::conv2d_wgrad_workspace_bytes<decltype(zero)>(p, algo);
       },
-      [](const dc::ConvParams& p, auto zero) {
-        return dc::ops::conv2d_wgrad_variant<decltype(zero)>(p);
+      [](const dc::ConvParams& p, auto zero, dc::ops::ConvAlgorithm algo) {
+        return dc::ops::conv2d_wgrad_variant<decltype(zero)>(p, algo);
       });
 }
 

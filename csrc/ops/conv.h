@@ -21,34 +21,52 @@
 
 namespace dc::ops {
 
+// Which algorithm runs a pass (deepconv.ops' `algorithm` argument): kAuto
+// follows the measured rule of ops/conv_winograd.cu; kWinograd throws
+// std::invalid_argument naming the reason when the problem does not allow it
+// (conv_winograd_unsupported), with the output tile the rule picks, or the
+// one named (kWinograd4x4: F(4x4,3x3), kWinograd2x2: F(2x2,3x3));
+// kImplicitGemm always applies.
+enum class ConvAlgorithm { kAuto, kImplicitGemm, kWinograd, kWinograd4x4, kWinograd2x2 };
+
 // y = conv(x, w) + b (b may be null), then max(., 0) if relu.
 // x (N, C, H, W), w (K, C/groups, R, S), b (K,), y (N, K, P, Q).
 template <typename T>
 void conv2d_fprop(const ConvParams& p, const T* x, const T* w, const T* b, T* y, bool relu,
-                  void* workspace, std::size_t workspace_bytes, Stream s);
+                  void* workspace, std::size_t workspace_bytes, Stream s,
+                  ConvAlgorithm algo = ConvAlgorithm::kAuto);
 template <typename T>
-std::size_t conv2d_fprop_workspace_bytes(const ConvParams& p);
+std::size_t conv2d_fprop_workspace_bytes(const ConvParams& p,
+                                     ConvAlgorithm algo = ConvAlgorithm::kAuto);
 // The variant conv2d_fprop runs: "implicit_gemm_3x3", "implicit_gemm_fc" or
-// "implicit_gemm"; with "+split_k" when the reduction is split.
+// "implicit_gemm", with "+split_k" when the reduction is split; or
+// "winograd_4x4" / "winograd_2x2".
 template <typename T>
-std::string conv2d_fprop_variant(const ConvParams& p);
+std::string conv2d_fprop_variant(const ConvParams& p,
+                                 ConvAlgorithm algo = ConvAlgorithm::kAuto);
 
 // dx = gradient of conv(x, w) with respect to x, from dy (N, K, P, Q).
 template <typename T>
 void conv2d_dgrad(const ConvParams& p, const T* dy, const T* w, T* dx, void* workspace,
-                  std::size_t workspace_bytes, Stream s);
+                  std::size_t workspace_bytes, Stream s,
+                  ConvAlgorithm algo = ConvAlgorithm::kAuto);
 template <typename T>
-std::size_t conv2d_dgrad_workspace_bytes(const ConvParams& p);
+std::size_t conv2d_dgrad_workspace_bytes(const ConvParams& p,
+                                     ConvAlgorithm algo = ConvAlgorithm::kAuto);
 template <typename T>
-std::string conv2d_dgrad_variant(const ConvParams& p);
+std::string conv2d_dgrad_variant(const ConvParams& p,
+                                 ConvAlgorithm algo = ConvAlgorithm::kAuto);
 
 // dw (K, C/groups, R, S) and, when db is not null, db (K,), from x and dy.
 template <typename T>
 void conv2d_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, T* db, void* workspace,
-                  std::size_t workspace_bytes, Stream s);
+                  std::size_t workspace_bytes, Stream s,
+                  ConvAlgorithm algo = ConvAlgorithm::kAuto);
 template <typename T>
-std::size_t conv2d_wgrad_workspace_bytes(const ConvParams& p);
+std::size_t conv2d_wgrad_workspace_bytes(const ConvParams& p,
+                                     ConvAlgorithm algo = ConvAlgorithm::kAuto);
 template <typename T>
-std::string conv2d_wgrad_variant(const ConvParams& p);
+std::string conv2d_wgrad_variant(const ConvParams& p,
+                                 ConvAlgorithm algo = ConvAlgorithm::kAuto);
 
 }  // namespace dc::ops

@@ -6,6 +6,7 @@
 #include "kernels/conv.cuh"
 #include "ops/conv.h"
 #include "ops/conv_tiles.cuh"
+#include "ops/conv_winograd.h"
 
 namespace dc::ops {
 namespace {
@@ -46,11 +47,22 @@ auto visit_dgrad_variant(const ConvParams& p, Visit&& visit) {
   return visit(DgradGeneral<T>{p}, typename Tiles::General{}, "conv2d_dgrad_implicit_gemm");
 }
 
+// The Winograd tile conv_winograd_tile picks for p (0: implicit GEMM), after
+// the well-formedness check every launcher makes first.
+int dgrad_winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
+  conv_require_well_formed(p, "conv2d_dgrad");
+  return conv_winograd_tile(p, ConvPassKind::kDgrad, algo, "conv2d_dgrad");
+}
+
 }  // namespace
 
 template <typename T>
 void conv2d_dgrad(const ConvParams& p, const T* dy, const T* w, T* dx, void* workspace,
-                  std::size_t workspace_bytes, Stream s) {
+                  std::size_t workspace_bytes, Stream s, ConvAlgorithm algo) {
+  if (const int tile = dgrad_winograd_tile(p, algo)) {
+    conv2d_dgrad_winograd<T>(p, tile, dy, w, dx, workspace, workspace_bytes, s);
+    return;
+  }
   visit_dgrad_variant<T>(p, [&](auto pass, auto tile, const char* name) {
     pass.dy = dy;
     pass.w = w;
@@ -61,22 +73,26 @@ void conv2d_dgrad(const ConvParams& p, const T* dy, const T* w, T* dx, void* wor
 }
 
 template <typename T>
-std::size_t conv2d_dgrad_workspace_bytes(const ConvParams& p) {
+std::size_t conv2d_dgrad_workspace_bytes(const ConvParams& p, ConvAlgorithm algo) {
+  if (const int tile = dgrad_winograd_tile(p, algo)) {
+    return conv2d_winograd_workspace_bytes<T>(p, ConvPassKind::kDgrad, tile);
+  }
   return visit_dgrad_variant<T>(p, ConvWorkspaceBytes{kConvSplitTarget});
 }
 
 template <typename T>
-std::string conv2d_dgrad_variant(const ConvParams& p) {
+std::string conv2d_dgrad_variant(const ConvParams& p, ConvAlgorithm algo) {
+  if (const int tile = dgrad_winograd_tile(p, algo)) return conv2d_winograd_variant(tile);
   return visit_dgrad_variant<T>(p, ConvVariantName{kConvSplitTarget, "conv2d_dgrad_"});
 }
 
 template void conv2d_dgrad<float>(const ConvParams&, const float*, const float*, float*, void*,
-                                  std::size_t, Stream);
+                                  std::size_t, Stream, ConvAlgorithm);
 template void conv2d_dgrad<double>(const ConvParams&, const double*, const double*, double*,
-                                   void*, std::size_t, Stream);
-template std::size_t conv2d_dgrad_workspace_bytes<float>(const ConvParams&);
-template std::size_t conv2d_dgrad_workspace_bytes<double>(const ConvParams&);
-template std::string conv2d_dgrad_variant<float>(const ConvParams&);
-template std::string conv2d_dgrad_variant<double>(const ConvParams&);
+                                   void*, std::size_t, Stream, ConvAlgorithm);
+template std::size_t conv2d_dgrad_workspace_bytes<float>(const ConvParams&, ConvAlgorithm);
+template std::size_t conv2d_dgrad_workspace_bytes<double>(const ConvParams&, ConvAlgorithm);
+template std::string conv2d_dgrad_variant<float>(const ConvParams&, ConvAlgorithm);
+template std::string conv2d_dgrad_variant<double>(const ConvParams&, ConvAlgorithm);
 
 }  // namespace dc::ops

@@ -6,6 +6,7 @@
 #include "kernels/conv.cuh"
 #include "ops/conv.h"
 #include "ops/conv_tiles.cuh"
+#include "ops/conv_winograd.h"
 
 namespace dc::ops {
 namespace {
@@ -46,11 +47,22 @@ auto visit_fprop_variant(const ConvParams& p, Visit&& visit) {
   return visit(FpropGeneral<T>{p}, typename Tiles::General{}, "conv2d_fprop_implicit_gemm");
 }
 
+// The Winograd tile conv_winograd_tile picks for p (0: implicit GEMM), after
+// the well-formedness check every launcher makes first.
+int fprop_winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
+  conv_require_well_formed(p, "conv2d_fprop");
+  return conv_winograd_tile(p, ConvPassKind::kFprop, algo, "conv2d_fprop");
+}
+
 }  // namespace
 
 template <typename T>
 void conv2d_fprop(const ConvParams& p, const T* x, const T* w, const T* b, T* y, bool relu,
-                  void* workspace, std::size_t workspace_bytes, Stream s) {
+                  void* workspace, std::size_t workspace_bytes, Stream s, ConvAlgorithm algo) {
+  if (const int tile = fprop_winograd_tile(p, algo)) {
+    conv2d_fprop_winograd<T>(p, tile, x, w, b, y, relu, workspace, workspace_bytes, s);
+    return;
+  }
   visit_fprop_variant<T>(p, [&](auto pass, auto tile, const char* name) {
     pass.x = x;
     pass.w = w;
@@ -63,22 +75,27 @@ void conv2d_fprop(const ConvParams& p, const T* x, const T* w, const T* b, T* y,
 }
 
 template <typename T>
-std::size_t conv2d_fprop_workspace_bytes(const ConvParams& p) {
+std::size_t conv2d_fprop_workspace_bytes(const ConvParams& p, ConvAlgorithm algo) {
+  if (const int tile = fprop_winograd_tile(p, algo)) {
+    return conv2d_winograd_workspace_bytes<T>(p, ConvPassKind::kFprop, tile);
+  }
   return visit_fprop_variant<T>(p, ConvWorkspaceBytes{kConvSplitTarget});
 }
 
 template <typename T>
-std::string conv2d_fprop_variant(const ConvParams& p) {
+std::string conv2d_fprop_variant(const ConvParams& p, ConvAlgorithm algo) {
+  if (const int tile = fprop_winograd_tile(p, algo)) return conv2d_winograd_variant(tile);
   return visit_fprop_variant<T>(p, ConvVariantName{kConvSplitTarget, "conv2d_fprop_"});
 }
 
 template void conv2d_fprop<float>(const ConvParams&, const float*, const float*, const float*,
-                                  float*, bool, void*, std::size_t, Stream);
+                                  float*, bool, void*, std::size_t, Stream, ConvAlgorithm);
 template void conv2d_fprop<double>(const ConvParams&, const double*, const double*,
-                                   const double*, double*, bool, void*, std::size_t, Stream);
-template std::size_t conv2d_fprop_workspace_bytes<float>(const ConvParams&);
-template std::size_t conv2d_fprop_workspace_bytes<double>(const ConvParams&);
-template std::string conv2d_fprop_variant<float>(const ConvParams&);
-template std::string conv2d_fprop_variant<double>(const ConvParams&);
+                                   const double*, double*, bool, void*, std::size_t, Stream,
+                                   ConvAlgorithm);
+template std::size_t conv2d_fprop_workspace_bytes<float>(const ConvParams&, ConvAlgorithm);
+template std::size_t conv2d_fprop_workspace_bytes<double>(const ConvParams&, ConvAlgorithm);
+template std::string conv2d_fprop_variant<float>(const ConvParams&, ConvAlgorithm);
+template std::string conv2d_fprop_variant<double>(const ConvParams&, ConvAlgorithm);
 
 }  // namespace dc::ops

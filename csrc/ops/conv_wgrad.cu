@@ -6,6 +6,7 @@
 #include "kernels/conv.cuh"
 #include "ops/conv.h"
 #include "ops/conv_tiles.cuh"
+#include "ops/conv_winograd.h"
 
 namespace dc::ops {
 namespace {
@@ -31,11 +32,22 @@ auto visit_wgrad_variant(const ConvParams& p, Visit&& visit) {
                "conv2d_wgrad_implicit_gemm");
 }
 
+// The Winograd tile conv_winograd_tile picks for p (0: implicit GEMM), after
+// the well-formedness check every launcher makes first.
+int wgrad_winograd_tile(const ConvParams& p, ConvAlgorithm algo) {
+  conv_require_well_formed(p, "conv2d_wgrad");
+  return conv_winograd_tile(p, ConvPassKind::kWgrad, algo, "conv2d_wgrad");
+}
+
 }  // namespace
 
 template <typename T>
 void conv2d_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, T* db, void* workspace,
-                  std::size_t workspace_bytes, Stream s) {
+                  std::size_t workspace_bytes, Stream s, ConvAlgorithm algo) {
+  if (const int tile = wgrad_winograd_tile(p, algo)) {
+    conv2d_wgrad_winograd<T>(p, tile, x, dy, dw, db, workspace, workspace_bytes, s);
+    return;
+  }
   visit_wgrad_variant<T>(p, [&](auto pass, auto tile, const char* name) {
     pass.x = x;
     pass.dy = dy;
@@ -51,22 +63,26 @@ void conv2d_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, T* db, vo
 }
 
 template <typename T>
-std::size_t conv2d_wgrad_workspace_bytes(const ConvParams& p) {
+std::size_t conv2d_wgrad_workspace_bytes(const ConvParams& p, ConvAlgorithm algo) {
+  if (const int tile = wgrad_winograd_tile(p, algo)) {
+    return conv2d_winograd_workspace_bytes<T>(p, ConvPassKind::kWgrad, tile);
+  }
   return visit_wgrad_variant<T>(p, ConvWorkspaceBytes{kSplitTarget});
 }
 
 template <typename T>
-std::string conv2d_wgrad_variant(const ConvParams& p) {
+std::string conv2d_wgrad_variant(const ConvParams& p, ConvAlgorithm algo) {
+  if (const int tile = wgrad_winograd_tile(p, algo)) return conv2d_winograd_variant(tile);
   return visit_wgrad_variant<T>(p, ConvVariantName{kSplitTarget, "conv2d_wgrad_"});
 }
 
 template void conv2d_wgrad<float>(const ConvParams&, const float*, const float*, float*, float*,
-                                  void*, std::size_t, Stream);
+                                  void*, std::size_t, Stream, ConvAlgorithm);
 template void conv2d_wgrad<double>(const ConvParams&, const double*, const double*, double*,
-                                   double*, void*, std::size_t, Stream);
-template std::size_t conv2d_wgrad_workspace_bytes<float>(const ConvParams&);
-template std::size_t conv2d_wgrad_workspace_bytes<double>(const ConvParams&);
-template std::string conv2d_wgrad_variant<float>(const ConvParams&);
-template std::string conv2d_wgrad_variant<double>(const ConvParams&);
+                                   double*, void*, std::size_t, Stream, ConvAlgorithm);
+template std::size_t conv2d_wgrad_workspace_bytes<float>(const ConvParams&, ConvAlgorithm);
+template std::size_t conv2d_wgrad_workspace_bytes<double>(const ConvParams&, ConvAlgorithm);
+template std::string conv2d_wgrad_variant<float>(const ConvParams&, ConvAlgorithm);
+template std::string conv2d_wgrad_variant<double>(const ConvParams&, ConvAlgorithm);
 
 }  // namespace dc::ops

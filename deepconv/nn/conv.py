@@ -19,6 +19,7 @@ from deepconv.nn.layer import (
     short_pair,
 )
 from deepconv.ops import conv2d, conv2d_dgrad, conv2d_output_shape, conv2d_wgrad
+from deepconv.ops.conv import check_algorithm
 
 __all__ = ["Conv2d", "check_weight_init", "init_values"]
 
@@ -34,11 +35,15 @@ class Conv2d(Layer):
     (default 0.01, AlexNet's), or ``"glorot"`` (Glorot & Bengio's uniform);
     ``bias_init``: the constant the biases start at. ``input_grad=False``
     skips dx in backward (a network's first layer: nothing to send it to).
+    ``algorithm``: the convolution algorithm of all three passes, one of
+    ``deepconv.ops.ALGORITHMS`` (``"auto"``, ``"implicit_gemm"``,
+    ``"winograd"``, ...), or None for the process-wide default
+    (``deepconv.set_conv_algorithm``) at each call.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1,
                  bias=True, *, relu=False, weight_init=0.01, bias_init=0.0, input_grad=True,
-                 dtype="float32", device="emu:0", rng=None, materialize=True):
+                 dtype="float32", device="emu:0", rng=None, materialize=True, algorithm=None):
         super().__init__(dtype, device)
         self.in_channels = check_int(in_channels, "in_channels")
         self.out_channels = check_int(out_channels, "out_channels")
@@ -55,6 +60,8 @@ class Conv2d(Layer):
         self.weight_init = check_weight_init(weight_init, "weight_init")
         self.bias_init = check_real(bias_init, "bias_init")
         self.input_grad = check_bool(input_grad, "input_grad")
+        self.algorithm = None if algorithm is None else check_algorithm(
+            algorithm, self.kernel_size, self.stride, self.padding)
         self._x = None
         if check_bool(materialize, "materialize"):
             self.reset_parameters(rng)
@@ -92,7 +99,7 @@ class Conv2d(Layer):
         self._require_materialized()
         y = self._buffer_like("y", x, self.output_shape(x.shape))
         conv2d(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding,
-               self.groups, relu=self.relu, out=y)
+               self.groups, relu=self.relu, out=y, algorithm=self.algorithm)
         self._x = x
         return y
 
@@ -103,12 +110,13 @@ class Conv2d(Layer):
         x = self._forward_input()
         check_input(dy, "dy", ndim=4)
         conv2d_wgrad(x, dy, self.weight_shape, self.stride, self.padding, self.groups,
-                     with_bias=self.bias, out=self.grads["weight"], out_bias=self.grads.get("bias"))
+                     with_bias=self.bias, out=self.grads["weight"], out_bias=self.grads.get("bias"),
+                     algorithm=self.algorithm)
         if not self.input_grad:
             return None
         dx = self._buffer_like("dx", x)
         return conv2d_dgrad(dy, self.params["weight"], x.shape, self.stride, self.padding,
-                            self.groups, out=dx)
+                            self.groups, out=dx, algorithm=self.algorithm)
 
     def _forward_input(self):
         if self._x is None:
@@ -122,7 +130,8 @@ class Conv2d(Layer):
     def extra_repr(self):
         head = f"{self.in_channels}, {self.out_channels}, kernel_size={short_pair(self.kernel_size)}"
         rest = args_repr(stride=(short_pair(self.stride), 1), padding=(short_pair(self.padding), 0),
-                         groups=(self.groups, 1), bias=(self.bias, True), relu=(self.relu, False))
+                         groups=(self.groups, 1), bias=(self.bias, True), relu=(self.relu, False),
+                         algorithm=(self.algorithm, None))
         return head + (", " + rest if rest else "")
 
 

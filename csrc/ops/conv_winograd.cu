@@ -1,0 +1,366 @@
+// Launchers of the Winograd convolutions (kernels/conv_winograd.cuh): three
+// transform kernels around one batched GEMM on the implicit-GEMM main loop
+// (conv_launch_implicit_gemm with ConvWinogradGemmPass, the 3x3 variant's
+// tiles from ops/conv_tiles.cuh), and the rule that picks them.
+//
+// Transforms run as separate kernels (why: kernels/conv_winograd.cuh). Each
+// transform thread handles kLanes neighbours (16 floats on the emulator).
+//
+// Numerics, float32 against float64 (x, w, dy standard normal; VGG-like
+// layers of 32-128 channels): max |error| of an output relative to the
+// Cauchy-Schwarz bound of that output, ||x window|| * ||w filter|| (fprop;
+// dgrad: ||dy window|| * ||w column||; wgrad: ||x channel|| * ||dy channel||):
+//                   fprop    dgrad    wgrad
+//   implicit GEMM   1.9e-7   1.9e-7   1.7e-7
+//   F(2x2,3x3)      6.1e-8   6.6e-8   1.1e-7
+//   F(4x4,3x3)      1.3e-6   1.3e-6   8.0e-7
+// F(4x4) loses about 3 bits to its transforms (the 1/6, 1/24 filter
+// coefficients, the output weights up to 8): ~20 float32 ulps of the bound,
+// far below SGD's noise (deepconv train --data digits reaches the same
+// accuracy with it). float64 (gradient checks) stays at ~1e-15.
+//
+// The auto rule (conv_winograd_tile), from python benchmarks/conv3x3.py
+// (emulator, 2-core Zen 4 shared with other jobs, so +-30% between runs;
+// fprop / dgrad / wgrad GFLOP/s counted as direct convolution):
+//   - 16+ channels per group on both sides (dgrad: 16+ filters): with RGB
+//     input (C = 3) the implicit GEMM ran fprop at 13.4 GFLOP/s against
+//     F(4x4)'s 4.4 and wgrad at 5.8 against 2.2 (the transforms cost more
+//     than 3-long dots), but dgrad (a 64-long reduction) at 2.4 against 4.0.
+//   - F(4x4) once the batch has >= 48 of its tiles: VGG-16 224x224 layers
+//     at batch 1, implicit GEMM -> F(4x4): 64->64 at 224: 49.7 -> 68.6,
+//     47.6 -> 74.0, 10.3 -> 50.7; 128->128 at 112: 47.4 -> 83.1,
+//     37.4 -> 80.0, 21.4 -> 94.4; 256->256 at 56: 45.5 -> 77.9, 38.1 ->
+//     81.0, 19.9 -> 77.3; 512->512 at 28 (49 tiles): 32.8 -> 59.1,
+//     34.3 -> 62.9, 17.1 -> 51.4 (F(2x2) equal there).
+//   - else F(2x2) once the batch has >= 48 of its tiles: 512->512 at 14x14,
+//     batch 1 (16 F(4x4) tiles): implicit 34.0 / 33.3 / 17.5, F(4x4)
+//     23.0 / 34.9 / 19.7, F(2x2) 30.3 / 41.0 / 33.3; 256->256 at 8x8,
+//     batch 4: implicit 54.0 / 51.2 / 43.6, F(2x2) 66.9 / 67.4 / 58.3.
+//   - never below 8x8 outputs: at 4x4 (batch 4 and 16) F(2x2) was no
+//     faster than the implicit GEMM, and slower in vgg_small's backward.
+// On a GPU build no measurement exists yet, so auto keeps the implicit GEMM
+// there (winograd runs when asked for).
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "common/launch.cuh"
+#include "kernels/conv.cuh"
+#include "kernels/conv_winograd.cuh"
+#include "ops/conv.h"
+#include "ops/conv_tiles.cuh"
+#include "ops/conv_winograd.h"
+
+namespace dc::ops {
+namespace {
+
+constexpr int kTransformThreads = 256;
+constexpr std::int64_t kTransformMaxBlocks = 4096;
+constexpr std::size_t kAlign = 256;  // every workspace buffer starts on this
+
+// Tiles that fill F(4x4)'s GEMMs (the auto rule, conv_winograd_tile; also
+// what "winograd" without a tile size goes by).
+constexpr std::int64_t kAutoMinTiles = 48;
+
+// Output tiles of F(m x m, 3x3) over the whole batch.
+std::int64_t winograd_tiles(const ConvParams& p, int m) {
+  return std::int64_t(p.N) * ((p.P + m - 1) / m) * ((p.Q + m - 1) / m);
+}
+
+std::size_t align_up(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+int alpha_of(int tile) { return tile + 2; }
+
+// The tile grid of the (pseudo-)fprop that a pass runs: fprop itself; dgrad
+// as the fprop of dy (C and K swapped, H x W <-> P x Q, padding 2 - pad);
+// wgrad over fprop's tiles.
+WinogradGeometry geometry(const ConvParams& p, ConvPassKind pass, int tile) {
+  WinogradGeometry g;
+  g.N = p.N;
+  g.groups = p.groups;
+  if (pass == ConvPassKind::kDgrad) {
+    g.C = p.K, g.H = p.P, g.W = p.Q;
+    g.K = p.C, g.P = p.H, g.Q = p.W;
+    g.pad_h = 2 - p.pad_h, g.pad_w = 2 - p.pad_w;
+  } else {
+    g.C = p.C, g.H = p.H, g.W = p.W;
+    g.K = p.K, g.P = p.P, g.Q = p.Q;
+    g.pad_h = p.pad_h, g.pad_w = p.pad_w;
+  }
+  g.tiles_h = (g.P + tile - 1) / tile;
+  g.tiles_w = (g.Q + tile - 1) / tile;
+  return g;
+}
+
+// The element counts of the three workspace buffers (operand A, operand B,
+// GEMM result) of a pass, in GEMM order.
+struct WinogradBuffers {
+  std::int64_t a, b, out;
+};
+
+WinogradBuffers buffer_elements(const WinogradGeometry& g, ConvPassKind pass, int tile) {
+  const std::int64_t positions = std::int64_t(alpha_of(tile)) * alpha_of(tile);
+  const std::int64_t T = g.tiles();
+  const std::int64_t filters = std::int64_t(g.K) * g.group_channels();  // K * C/g
+  if (pass == ConvPassKind::kWgrad) {
+    return {positions * g.K * T, positions * g.C * T, positions * filters};
+  }
+  return {positions * T * g.C, positions * filters, positions * T * g.K};
+}
+
+template <typename T>
+std::size_t workspace_bytes_for(const WinogradGeometry& g, ConvPassKind pass, int tile) {
+  const WinogradBuffers e = buffer_elements(g, pass, tile);
+  return align_up(e.a * sizeof(T)) + align_up(e.b * sizeof(T)) + align_up(e.out * sizeof(T));
+}
+
+template <typename T>
+struct Workspace {
+  T* a;
+  T* b;
+  T* out;
+};
+
+template <typename T>
+Workspace<T> carve(const WinogradGeometry& g, ConvPassKind pass, int tile, void* workspace,
+                   std::size_t bytes, const char* op) {
+  if (bytes < workspace_bytes_for<T>(g, pass, tile)) {
+    throw std::invalid_argument(std::string(op) + ": workspace too small");
+  }
+  const WinogradBuffers e = buffer_elements(g, pass, tile);
+  char* base = static_cast<char*>(workspace);
+  Workspace<T> ws;
+  ws.a = reinterpret_cast<T*>(base);
+  base += align_up(e.a * sizeof(T));
+  ws.b = reinterpret_cast<T*>(base);
+  base += align_up(e.b * sizeof(T));
+  ws.out = reinterpret_cast<T*>(base);
+  return ws;
+}
+
+LaunchConfig transform_config(std::int64_t threads, Stream s) {
+  return LaunchConfig{dim3(blocks_for(threads, kTransformThreads, kTransformMaxBlocks)),
+                      dim3(kTransformThreads), 0, s};
+}
+
+// The batched GEMMs, on the 3x3 variant's tiles; never split (alpha^2 x
+// groups batches already give 16-36x the blocks of one GEMM). On the
+// emulator (float), 64-deep stages where the reduction fills them, measured
+// side by side in dev/winograd (GEMM alone, rounds interleaved):
+//   - more than 64 rows, 64+ steps: 128x64x64 blocks, 1.1-1.35x the 3x3
+//     variant's choice for F(4x4) on VGG's 224..56 layers (e.g. 64->64 at
+//     224: 41.6 against 31.2 GFLOP/s; 128->128 at 112: 38.5 against 31.8);
+//   - 33-64 rows (F(4x4) on 28x28 images, F(2x2) on 14x14, batch 1), 128+
+//     steps: 64x128x64, 1.3-1.45x the 32-deep 64-row tile (15.3 against
+//     11.0 GFLOP/s for 256->512 at 28).
+template <typename T, typename Loader>
+void run_gemm(const ConvWinogradGemmPass<T, Loader>& pass, const char* name, Stream s) {
+  constexpr ConvSplitTarget kNoSplit{1, 1 << 30};
+#if !defined(__CUDACC__)
+  if constexpr (sizeof(T) <= 4) {
+    if (pass.gemm_m() > 64 && pass.gemm_k() >= 64) {
+      using Deep = ConvTile<128, 64, 64, 8, 16>;
+      conv_launch_implicit_gemm<Deep>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,
+                                      nullptr, 0, s);
+      return;
+    }
+    if (pass.gemm_m() > 32 && pass.gemm_m() <= 64 && pass.gemm_k() >= 128) {
+      using ShortDeep = ConvTile<64, 128, 64, 8, 16>;
+      conv_launch_implicit_gemm<ShortDeep>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,
+                                           nullptr, 0, s);
+      return;
+    }
+  }
+#endif
+  visit_conv_3x3_tile<T>(pass, name, [&](auto gemm, auto tile, const char* kernel) {
+    conv_launch_implicit_gemm<decltype(tile)>(kernel, "conv2d_winograd_split_reduce", gemm,
+                                              kNoSplit, nullptr, 0, s);
+  });
+}
+
+// Lanes per transform thread (kernels/conv_winograd.cuh): one 512-bit
+// vector on the emulator, 1 on a GPU (neighbouring threads coalesce there).
+#if defined(__CUDACC__)
+template <typename T>
+constexpr int kLanes = 1;
+#else
+template <typename T>
+constexpr int kLanes = 64 / sizeof(T);
+#endif
+
+std::int64_t lane_blocks(std::int64_t n, int lanes) { return (n + lanes - 1) / lanes; }
+
+// fprop and dgrad: y = conv(x, w) over geometry g (dgrad: x = dy, y = dx,
+// the filters read rotated); w is always the layer's (K, C/g, 3, 3).
+template <typename T, int kM>
+void run_fprop(const ConvParams& p, const WinogradGeometry& g, ConvPassKind pass, const T* x,
+               const T* w, const T* bias, T* y, bool relu, void* workspace, std::size_t bytes,
+               Stream s, const char* op) {
+  constexpr int kA = kM + 2;
+  constexpr int L = kLanes<T>;
+  const Workspace<T> ws = carve<T>(g, pass, kM, workspace, bytes, op);
+  const std::int64_t T_ = g.tiles();
+  const int Cg = g.group_channels(), Kg = g.group_filters();
+  launch(conv_winograd_filter_kernel<T, kM, L>, "conv2d_winograd_filter_transform",
+         transform_config(std::int64_t(g.groups) * Kg * lane_blocks(Cg, L), s), w, ws.b, p.K,
+         p.group_channels(), p.groups, pass == ConvPassKind::kDgrad);
+  launch(conv_winograd_input_kernel<T, kM, L>, "conv2d_winograd_input_transform",
+         transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.a, g);
+  ConvWinogradGemmPass<T, ConvRunRowLoader<T>> gemm;
+  gemm.a = ConvRowMatrix<T>{ws.a, T_, T_, T_ * Cg};  // V[pos][g][c][tile]: runs of tiles
+  gemm.b = ConvRowMatrix<T>{ws.b, Kg, Cg, std::int64_t(Kg) * Cg};
+  gemm.out = ws.out;
+  gemm.m = T_;
+  gemm.n = Kg;
+  gemm.k = Cg;
+  gemm.batches = kA * kA * g.groups;
+  run_gemm(gemm, "conv2d_winograd_gemm", s);
+  launch(conv_winograd_output_kernel<T, kM, L>, "conv2d_winograd_output_transform",
+         transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), s), ws.out, y, bias,
+         relu, g);
+}
+
+template <typename T, int kM>
+void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* workspace,
+               std::size_t bytes, Stream s) {
+  constexpr int kA = kM + 2;
+  constexpr int L = kLanes<T>;
+  const WinogradGeometry g = geometry(p, ConvPassKind::kWgrad, kM);
+  const Workspace<T> ws = carve<T>(g, ConvPassKind::kWgrad, kM, workspace, bytes,
+                                   "conv2d_wgrad");
+  const std::int64_t T_ = g.tiles();
+  const int Cg = g.group_channels(), Kg = g.group_filters();
+  launch(conv_winograd_grad_kernel<T, kM, L>, "conv2d_winograd_grad_transform",
+         transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), s), dy, ws.a, g);
+  launch(conv_winograd_input_kernel<T, kM, L>, "conv2d_winograd_input_transform",
+         transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.b, g);
+  ConvWinogradGemmPass<T, ConvRunRowLoader<T>> gemm;
+  gemm.a = ConvRowMatrix<T>{ws.a, Kg, Kg, T_ * Kg};  // dY[pos][g][tile][k]: runs of k
+  gemm.b = ConvRowMatrix<T>{ws.b, Cg, T_, T_ * Cg};
+  gemm.out = ws.out;
+  gemm.m = Kg;
+  gemm.n = Cg;
+  gemm.k = static_cast<int>(T_);
+  gemm.batches = kA * kA * g.groups;
+  run_gemm(gemm, "conv2d_winograd_wgrad_gemm", s);
+  launch(conv_winograd_filter_grad_kernel<T, kM, L>, "conv2d_winograd_filter_grad_transform",
+         transform_config(std::int64_t(p.K) * lane_blocks(Cg, L), s), ws.out, dw, p.K, Cg);
+}
+
+void require_tile(int tile, const char* op) {
+  if (tile != 2 && tile != 4) {
+    throw std::invalid_argument(std::string(op) + ": Winograd tile must be 2 or 4");
+  }
+}
+
+}  // namespace
+
+std::string conv_winograd_unsupported(const ConvParams& p) {
+  if (p.R != 3 || p.S != 3) return "the filter is not 3x3";
+  if (p.stride_h != 1 || p.stride_w != 1) return "the stride is not 1";
+  if (p.pad_h > 2 || p.pad_w > 2) return "the padding is larger than 2";
+  return "";
+}
+
+int conv_winograd_tile(const ConvParams& p, ConvPassKind pass, ConvAlgorithm algo, const char* op) {
+  if (algo == ConvAlgorithm::kImplicitGemm) return 0;
+  const std::string why = conv_winograd_unsupported(p);
+  if (algo != ConvAlgorithm::kAuto) {  // winograd, named
+    if (!why.empty()) {
+      throw std::invalid_argument(std::string(op) + ": algorithm 'winograd' cannot run this "
+                                  "problem: " + why + " (it needs a 3x3 filter, stride 1, "
+                                  "padding <= 2)");
+    }
+    if (algo == ConvAlgorithm::kWinograd4x4) return 4;
+    if (algo == ConvAlgorithm::kWinograd2x2) return 2;
+    return winograd_tiles(p, 4) >= kAutoMinTiles ? 4 : 2;
+  }
+  if (!why.empty()) return 0;
+#if defined(__CUDACC__)
+  (void)pass;
+  return 0;  // no GPU measurement yet: the implicit GEMM stays the default there
+#else
+  // The emulator's rule (measured, see the top of this file).
+  constexpr int kAutoMinChannels = 16;
+  constexpr int kAutoMinSide = 8;  // outputs per image side
+  // dgrad's reduction runs over filters; an RGB input (its GEMM's 3 columns)
+  // is no obstacle there.
+  if (pass != ConvPassKind::kDgrad && p.group_channels() < kAutoMinChannels) return 0;
+  if (p.group_filters() < kAutoMinChannels) return 0;
+  if (p.P < kAutoMinSide || p.Q < kAutoMinSide) return 0;
+  if (winograd_tiles(p, 4) >= kAutoMinTiles) return 4;
+  if (winograd_tiles(p, 2) >= kAutoMinTiles) return 2;
+  return 0;
+#endif
+}
+
+std::string conv2d_winograd_variant(int tile) {
+  return tile == 2 ? "winograd_2x2" : "winograd_4x4";
+}
+
+template <typename T>
+std::size_t conv2d_winograd_workspace_bytes(const ConvParams& p, ConvPassKind pass, int tile) {
+  require_tile(tile, "conv2d_winograd");
+  return workspace_bytes_for<T>(geometry(p, pass, tile), pass, tile);
+}
+
+template <typename T>
+void conv2d_fprop_winograd(const ConvParams& p, int tile, const T* x, const T* w, const T* b,
+                           T* y, bool relu, void* workspace, std::size_t workspace_bytes,
+                           Stream s) {
+  require_tile(tile, "conv2d_fprop");
+  const WinogradGeometry g = geometry(p, ConvPassKind::kFprop, tile);
+  if (tile == 4) {
+    run_fprop<T, 4>(p, g, ConvPassKind::kFprop, x, w, b, y, relu, workspace, workspace_bytes,
+                    s, "conv2d_fprop");
+  } else {
+    run_fprop<T, 2>(p, g, ConvPassKind::kFprop, x, w, b, y, relu, workspace, workspace_bytes,
+                    s, "conv2d_fprop");
+  }
+}
+
+template <typename T>
+void conv2d_dgrad_winograd(const ConvParams& p, int tile, const T* dy, const T* w, T* dx,
+                           void* workspace, std::size_t workspace_bytes, Stream s) {
+  require_tile(tile, "conv2d_dgrad");
+  const WinogradGeometry g = geometry(p, ConvPassKind::kDgrad, tile);
+  if (tile == 4) {
+    run_fprop<T, 4>(p, g, ConvPassKind::kDgrad, dy, w, static_cast<const T*>(nullptr), dx,
+                    false, workspace, workspace_bytes, s, "conv2d_dgrad");
+  } else {
+    run_fprop<T, 2>(p, g, ConvPassKind::kDgrad, dy, w, static_cast<const T*>(nullptr), dx,
+                    false, workspace, workspace_bytes, s, "conv2d_dgrad");
+  }
+}
+
+template <typename T>
+void conv2d_wgrad_winograd(const ConvParams& p, int tile, const T* x, const T* dy, T* dw, T* db,
+                           void* workspace, std::size_t workspace_bytes, Stream s) {
+  require_tile(tile, "conv2d_wgrad");
+  if (tile == 4) {
+    run_wgrad<T, 4>(p, x, dy, dw, workspace, workspace_bytes, s);
+  } else {
+    run_wgrad<T, 2>(p, x, dy, dw, workspace, workspace_bytes, s);
+  }
+  if (db != nullptr) {
+    constexpr int kBiasThreads = 256;
+    const LaunchConfig cfg{dim3(static_cast<unsigned int>(p.K)), dim3(kBiasThreads), 0, s};
+    launch(conv_bias_grad_kernel<T, kBiasThreads>, "conv2d_bias_grad", cfg, dy, db, p.N, p.K,
+           p.output_plane());
+  }
+}
+
+#define DC_CONV_WINOGRAD_INSTANTIATE(T)                                                          \
+  template void conv2d_fprop_winograd<T>(const ConvParams&, int, const T*, const T*, const T*, \
+                                         T*, bool, void*, std::size_t, Stream);                \
+  template void conv2d_dgrad_winograd<T>(const ConvParams&, int, const T*, const T*, T*,       \
+                                         void*, std::size_t, Stream);                          \
+  template void conv2d_wgrad_winograd<T>(const ConvParams&, int, const T*, const T*, T*, T*,   \
+                                         void*, std::size_t, Stream);                          \
+  template std::size_t conv2d_winograd_workspace_bytes<T>(const ConvParams&, ConvPassKind, int);
+DC_CONV_WINOGRAD_INSTANTIATE(float)
+DC_CONV_WINOGRAD_INSTANTIATE(double)
+#undef DC_CONV_WINOGRAD_INSTANTIATE
+
+}  // namespace dc::ops

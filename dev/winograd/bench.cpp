@@ -1,0 +1,165 @@
+// Winograd fprop (ops/conv_winograd.cu) beside the implicit GEMM on VGG-16
+// shapes at batch 1, each validated against the float64 implicit GEMM, then
+// timed whole and piece by piece (filter, input, GEMM, output transform), so
+// a change to one piece shows where the time went. Emulator only.
+// `make -C dev && dev/build/winograd [H ...]` (H: only those image sizes).
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/launch.cuh"
+#include "lab.h"
+#include "ops/conv.h"
+#include "ops/conv_fprop.cu"
+#include "ops/conv_winograd.cu"
+
+namespace {
+
+using dc::ConvParams;
+
+ConvParams make(int n, int c, int k, int h) {  // 3x3, stride 1, pad 1
+  ConvParams p;
+  p.N = n, p.C = c, p.H = h, p.W = h, p.K = k, p.R = 3, p.S = 3;
+  p.stride_h = p.stride_w = 1, p.pad_h = p.pad_w = 1, p.groups = 1;
+  p.P = p.Q = h;
+  return p;
+}
+
+template <typename T>
+std::size_t workspace_bytes(const ConvParams& p, dc::ops::ConvAlgorithm algo) {
+  return dc::ops::conv2d_fprop_workspace_bytes<T>(p, algo);
+}
+
+// The F(kM) pieces of run_fprop, timed one by one on the same workspace.
+template <int kM>
+void pieces(const ConvParams& p, lab::Buffer<float>& x, lab::Buffer<float>& w,
+            lab::Buffer<float>& y, lab::Buffer<char>& ws_buf, double gflop) {
+  using namespace dc;
+  using namespace dc::ops;
+  constexpr int L = kLanes<float>;
+  constexpr int kA = kM + 2;
+  const WinogradGeometry g = geometry(p, ConvPassKind::kFprop, kM);
+  const Workspace<float> ws =
+      carve<float>(g, ConvPassKind::kFprop, kM, ws_buf.get(),
+                   workspace_bytes<float>(p, kM == 4 ? ConvAlgorithm::kWinograd4x4
+                                                     : ConvAlgorithm::kWinograd2x2),
+                   "lab");
+  const std::int64_t T_ = g.tiles();
+  const int Cg = g.group_channels(), Kg = g.group_filters();
+  auto filter = [&] {
+    launch(conv_winograd_filter_kernel<float, kM, L>, "filter",
+           transform_config(std::int64_t(g.groups) * Kg * lane_blocks(Cg, L), nullptr), w.get(),
+           ws.b, p.K, p.group_channels(), p.groups, false);
+  };
+  auto input = [&] {
+    launch(conv_winograd_input_kernel<float, kM, L>, "input",
+           transform_config(std::int64_t(g.C) * lane_blocks(T_, L), nullptr), x.get(), ws.a, g);
+  };
+  ConvWinogradGemmPass<float, ConvRunRowLoader<float>> gemm;
+  gemm.a = ConvRowMatrix<float>{ws.a, T_, T_, T_ * Cg};
+  gemm.b = ConvRowMatrix<float>{ws.b, Kg, Cg, std::int64_t(Kg) * Cg};
+  gemm.out = ws.out;
+  gemm.m = T_;
+  gemm.n = Kg;
+  gemm.k = Cg;
+  gemm.batches = kA * kA * g.groups;
+  auto product = [&] { run_gemm(gemm, "gemm", nullptr); };
+  auto output = [&] {
+    launch(conv_winograd_output_kernel<float, kM, L>, "output",
+           transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), nullptr), ws.out,
+           y.get(), static_cast<const float*>(nullptr), false, g);
+  };
+  const double gemm_gflop = 2.0 * kA * kA * T_ * Cg * Kg / 1e9;
+  const double tf = lab::median_seconds(filter, 5), ti = lab::median_seconds(input, 5);
+  const double tg = lab::median_seconds(product, 5), to = lab::median_seconds(output, 5);
+  std::printf("    F(%dx%d) pieces: filter %.2f ms, input %.2f ms, GEMM %.2f ms (%.1f GFLOP/s "
+              "of its own %.3f GFLOP), output %.2f ms\n",
+              kM, kM, tf * 1e3, ti * 1e3, tg * 1e3, gemm_gflop / tg, gemm_gflop, to * 1e3);
+  // The GEMM on other tiles, rounds interleaved (the VM is shared: best of 5 each).
+  using Tiles = ConvTiles<float>;
+  using ShortDeep = ConvTile<64, 128, 64, 8, 16>;
+  using BaseDeep = ConvTile<128, 64, 64, 8, 16>;
+  auto with = [&](auto tile) {
+    return [&, tile] {
+      conv_launch_implicit_gemm<decltype(tile)>("gemm", "reduce", gemm, ConvSplitTarget{1, 1 << 30},
+                                                nullptr, 0, nullptr);
+    };
+  };
+  const std::function<void()> runs[] = {product,
+                                        with(typename Tiles::Conv3x3{}),
+                                        with(typename Tiles::Conv3x3Wide{}),
+                                        with(typename Tiles::General{}),
+                                        with(typename Tiles::Conv3x3Short{}),
+                                        with(ShortDeep{}),
+                                        with(typename Tiles::Conv3x3Tiny{}),
+                                        with(BaseDeep{})};
+  const char* names[] = {"prod", "256x64x64", "128x128x64", "128x64x32", "64x128x32",
+                         "64x128x64", "32x128x32", "128x64x64"};
+  double best[8];
+  for (double& b : best) b = 1e30;
+  for (int round = 0; round < 5; ++round)
+    for (int i = 0; i < 8; ++i) best[i] = std::min(best[i], lab::median_seconds(runs[i], 1));
+  std::printf("      GEMM tiles (GFLOP/s):");
+  for (int i = 0; i < 8; ++i) std::printf(" %s %.1f", names[i], gemm_gflop / best[i]);
+  std::printf("\n");
+  (void)gflop;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using dc::ops::ConvAlgorithm;
+  // {C, K, H}: VGG-16's 3x3 layers after the first, batch 1
+  const int shapes[][3] = {{64, 64, 224}, {64, 128, 112}, {128, 128, 112}, {128, 256, 56},
+                           {256, 256, 56}, {256, 512, 28}, {512, 512, 28}, {512, 512, 14}};
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  for (const auto& s : shapes) {
+    bool wanted = argc < 2;
+    for (int i = 1; i < argc; ++i) wanted = wanted || std::atoi(argv[i]) == s[2];
+    if (!wanted) continue;
+    const ConvParams p = make(1, s[0], s[1], s[2]);
+    std::vector<float> x(std::size_t(p.N) * p.C * p.H * p.W), w(std::size_t(p.K) * p.C * 9);
+    for (float& v : x) v = normal(rng);
+    for (float& v : w) v = normal(rng);
+    // float64 reference: the implicit GEMM's double instantiation
+    std::vector<double> xd(x.begin(), x.end()), wd(w.begin(), w.end());
+    lab::Buffer<double> bxd(xd), bwd(wd), byd(std::size_t(p.N) * p.K * p.P * p.Q);
+    const std::size_t wsd_bytes = workspace_bytes<double>(p, ConvAlgorithm::kImplicitGemm);
+    lab::Buffer<char> wsd(std::max<std::size_t>(wsd_bytes, 1));
+    dc::ops::conv2d_fprop<double>(p, bxd.get(), bwd.get(), nullptr, byd.get(), false, wsd.get(),
+                                  wsd_bytes, nullptr, ConvAlgorithm::kImplicitGemm);
+    const std::vector<double> want = byd.to_host();
+    lab::Buffer<float> bx(x), bw(w), by(want.size());
+    const double gflop = double(p.fprop_flops()) / 1e9;
+    std::printf("C %d K %d %dx%d, batch %d (%.3f GFLOP as direct convolution)\n", p.C, p.K, p.H,
+                p.W, p.N, gflop);
+    const struct {
+      const char* name;
+      ConvAlgorithm algo;
+    } versions[] = {{"implicit_gemm", ConvAlgorithm::kImplicitGemm},
+                    {"winograd_4x4", ConvAlgorithm::kWinograd4x4},
+                    {"winograd_2x2", ConvAlgorithm::kWinograd2x2}};
+    std::size_t most = 1;
+    for (const auto& v : versions) most = std::max(most, workspace_bytes<float>(p, v.algo));
+    lab::Buffer<char> ws(most);
+    for (const auto& v : versions) {
+      auto once = [&] {
+        dc::ops::conv2d_fprop<float>(p, bx.get(), bw.get(), nullptr, by.get(), false, ws.get(),
+                                     most, nullptr, v.algo);
+      };
+      once();
+      lab::synchronize();
+      if (!lab::validated(v.name, lab::relative_error(by.to_host(), want), 1e-4)) continue;
+      const double seconds = lab::median_seconds(once, 5);
+      std::printf("  %-14s %8.2f GFLOP/s  (%.3f ms)\n", v.name, gflop / seconds, seconds * 1e3);
+    }
+    pieces<4>(p, bx, bw, by, ws, gflop);
+    pieces<2>(p, bx, bw, by, ws, gflop);
+  }
+  return 0;
+}
