@@ -53,7 +53,7 @@ PROBLEMS = {
 
 def arrays(rng, name, dtype):
     x_shape, w_shape, padding, groups = PROBLEMS[name]
-    y_shape = conv2d_output_shape(x_shape, w_shape, 1, padding)
+    y_shape = conv2d_output_shape(x_shape, w_shape, 1, padding, groups)
     geo = dict(stride=1, padding=padding, groups=groups)
     return (normal(rng, x_shape, dtype), normal(rng, w_shape, dtype),
             normal(rng, (w_shape[0],), dtype), normal(rng, y_shape, dtype), geo)
