@@ -44,7 +44,7 @@ target_link_libraries(dc_emu_runtime PUBLIC dc_emu_flags Threads::Threads)
 
 deepconv_emu_wrappers(DEEPCONV_EMU_OP_SOURCES ops emu_sources)
 deepconv_add_module(_emu EMU
-  SOURCES ${DEEPCONV_BINDINGS}
+  SOURCES "${DEEPCONV_CSRC}/bindings/module.cpp" $<TARGET_OBJECTS:dc_op_bindings>
           "${DEEPCONV_CSRC}/bindings/emu_runtime_bindings.cpp"
           ${DEEPCONV_EMU_OP_SOURCES}
   LIBRARIES dc_emu_runtime Threads::Threads)
@@ -65,7 +65,7 @@ set_target_properties(_emu _emu_selftest PROPERTIES INSTALL_RPATH "$ORIGIN" BUIL
 option(DEEPCONV_EMU_GPU_TILES "Build the test module _emu_gputiles (GPU tiles on the emulator)" ON)
 if(DEEPCONV_EMU_GPU_TILES)
   deepconv_add_module(_emu_gputiles EMU
-    SOURCES ${DEEPCONV_BINDINGS}
+    SOURCES "${DEEPCONV_CSRC}/bindings/module.cpp" $<TARGET_OBJECTS:dc_op_bindings>
             "${DEEPCONV_CSRC}/bindings/emu_runtime_bindings.cpp"
             ${DEEPCONV_EMU_OP_SOURCES}
     LIBRARIES dc_emu_runtime Threads::Threads)

@@ -21,6 +21,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 shared=${GPGPUSIM_SHARED:-$root/../shared/gpgpu-sim}
+if [ -z "${GPGPUSIM_SHARED:-}" ] && [ ! -d "$shared" ] && [ -d "$root/shared/gpgpu-sim" ]; then
+  shared=$root/shared/gpgpu-sim  # a checkout that carries shared/ inside it
+fi
 config=${GPUSIM_CONFIG:-SM86_RTX3070}
 build=${GPUSIM_BUILD:-$root/build/gpusim}
 jobs=${GPUSIM_JOBS:-$(nproc)}
