@@ -183,7 +183,7 @@ def other_checks(rng):
     return out
 
 
-def token(value, index, check):
+def token(value, check):
     if isinstance(value, Buf):
         check.buffers.append(value.array)
         return f"b:{len(check.buffers) - 1}"
@@ -200,7 +200,7 @@ def write_plan(checks, path, folder):
     with open(path, "w") as plan:
         for c in checks:
             c.buffers = []
-            tokens = [token(v, i, c) for i, v in enumerate(c.args)]
+            tokens = [token(v, c) for v in c.args]
             for j, array in enumerate(c.buffers):
                 np.ascontiguousarray(array).tofile(os.path.join(folder, f"{c.name}.{j}.bin"))
             plan.write(" ".join([c.name, c.op] + tokens) + "\n")
