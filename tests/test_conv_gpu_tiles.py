@@ -15,7 +15,7 @@ import pytest
 import deepconv
 from deepconv.backend import backend_for
 from deepconv.backend import emu as emu_backend
-from deepconv.ops import conv2d, conv2d_dgrad, conv2d_wgrad
+from deepconv.ops import conv2d, conv2d_dgrad, conv2d_output_shape, conv2d_wgrad
 from deepconv.testing import assert_race_free
 
 import test_conv as base
@@ -49,13 +49,20 @@ def gpu_tiles(monkeypatch):
 
 
 def problem_arrays(rng, name, dtype):
-    base.PROBLEMS.setdefault(name, PROBLEMS[name])  # test_conv's helpers read its table
-    return base.problem_arrays(rng, name, dtype)
+    """test_conv.problem_arrays over this file's problem table."""
+    x_shape, w_shape, stride, padding, groups = PROBLEMS[name]
+    y_shape = conv2d_output_shape(x_shape, w_shape, stride, padding)
+    return (base.normal(rng, x_shape, dtype), base.normal(rng, w_shape, dtype),
+            base.normal(rng, (w_shape[0],), dtype), base.normal(rng, y_shape, dtype),
+            dict(stride=stride, padding=padding, groups=groups))
 
 
 def params_of(name):
-    base.PROBLEMS.setdefault(name, PROBLEMS[name])
-    return base.params_of(name)
+    """test_conv.params_of over this file's problem table: the module's tuple."""
+    x_shape, w_shape, stride, padding, groups = PROBLEMS[name]
+    (sh, sw), (ph, pw) = base.pairs(stride), base.pairs(padding)
+    _, _, p, q = conv2d_output_shape(x_shape, w_shape, stride, padding)
+    return (*x_shape, w_shape[0], *w_shape[2:], p, q, ph, pw, sh, sw, groups)
 
 
 def test_module_makes_the_gpu_choices(dtype):
