@@ -61,5 +61,5 @@ if [ "${1:-}" = "--build-only" ]; then say "built $build/runner"; exit 0; fi
 say "run: checks on $config (functional simulation)"
 rc=0
 (cd "$build" && python "$root/tools/gpusim/checks.py" "$build/runner" --config "$config" --jobs "$jobs") || rc=$?
-say "done (exit $rc)"
+say "done in $((SECONDS - t0))s (exit $rc)" >&2  # stdout's last line stays checks.py's summary
 exit $rc
