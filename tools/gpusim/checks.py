@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -252,12 +253,13 @@ def compare(c, folder):
     return ok, worst
 
 
-def run_shard(runner, config, checks, folder, shard):
-    plan = os.path.join(folder, f"plan{shard}.txt")
+def simulate(runner, config, checks, folder, tag):
+    """One simulator process over `checks`: {name: ("ran" | "error", detail)}, and its log."""
+    plan = os.path.join(folder, f"plan{tag}.txt")
     write_plan(checks, plan, folder)
     env_sh = os.path.join(os.environ.get("GPGPUSIM_HOME", os.path.expanduser("~/.cache/gpgpu-sim")),
                           "env.sh")
-    log = os.path.join(folder, f"sim{shard}.log")
+    log = os.path.join(folder, f"sim{tag}.log")
     cmd = f'source "{env_sh}" && gpgpusim_run "$1" "$2" "$3" "$4"'
     with open(log, "w") as out:
         subprocess.run(["bash", "-c", cmd, "-", config, runner, plan, folder], stdout=out,
@@ -270,6 +272,28 @@ def run_shard(runner, config, checks, folder, shard):
                 results[parts[1]] = (parts[0], parts[2])
     return results, log
 
+
+def run_shard(runner, config, checks, folder, shard):
+    """Runs `checks` in one simulator process; when the process dies (the
+    simulator aborts on some faults), the check it died in is reported with
+    the log's last line and the ones after it run in a fresh process."""
+    results, logs, rest, attempt = {}, [], list(checks), 0
+    while rest:
+        got, log = simulate(runner, config, rest, folder, f"{shard}_{attempt}")
+        results.update(got)
+        logs.append(log)
+        done = 0
+        while done < len(rest) and rest[done].name in got:
+            done += 1
+        if done < len(rest):  # the process died in rest[done]
+            with open(log, errors="replace") as f:
+                lines = [line.strip() for line in f if line.strip()] or ["(empty log)"]
+            why = [line for line in lines if re.search(r"Assertion|ERROR|rror|fault", line)]
+            results[rest[done].name] = ("crashed",
+                                        f"the simulator died in this check: {(why or lines)[-1][:200]}")
+            done += 1
+        rest, attempt = rest[done:], attempt + 1
+    return results, logs
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -307,10 +331,11 @@ def main(argv=None):
             print(line, flush=True)
             passed, failed = passed + ok, failed + (not ok)
         if failed:
-            for _, log in done:
-                print(f"--- tail of {os.path.basename(log)}", file=sys.stderr)
-                with open(log, errors="replace") as f:
-                    sys.stderr.writelines(f.readlines()[-15:])
+            for _, logs in done:
+                for log in logs:
+                    print(f"--- tail of {os.path.basename(log)}", file=sys.stderr)
+                    with open(log, errors="replace") as f:
+                        sys.stderr.writelines(f.readlines()[-15:])
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
