@@ -15,8 +15,9 @@ is SMs x 128 FP32 lanes x 2 FLOP (an FMA) per cycle: 46 x 256 = 11,776 on
 SM86_RTX3070. A scaled layer has fewer GEMM tiles than the 46 SMs x 2 blocks
 the GPU holds, so its fraction of peak is a floor for the real layer, whose
 tile count is larger by the factor printed as `scale` (the FLOP scale, in
-N*P*Q and in C*K); the real layer's cycles are at most scale x these cycles
-(more tiles run side by side). Use the numbers to compare kernel versions
+N*P*Q and in C*K): its FLOP and thread instructions are scale x these, its
+cycles about scale x these once the GPU is full, much fewer while the extra
+tiles still fit on idle SMs (full-size layers take hours here). Use the numbers to compare kernel versions
 with each other on the same layers, not as a GPU's time (README, "Simulated
 GPU": accuracy).
 """
