@@ -6,6 +6,7 @@
 # 1. build   deepconv with nvcc for this machine's GPU architecture only
 #            (CMAKE_CUDA_ARCHITECTURES=<cc>-real, from nvidia-smi), installed
 #            into a scratch folder (the current environment is left alone)
+#            (then deepconv must see the GPU: the module, a device, cupy)
 # 2. tests   the CUDA tests: every test parametrised on cuda:0 (pytest -k cuda),
 #            plus the CUDA module's own tests (tests/test_backend.py)
 # 3. bench   benchmarks/conv3x3.py --device cuda:0: deepconv beside cuDNN
@@ -69,8 +70,18 @@ else
 fi
 export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
 cuda_so=$(ls "$site"/deepconv/_cuda*.so 2>/dev/null | head -1)
-status=$(cd "$build" && "$py" -c 'import deepconv, deepconv._cuda as m; print(m.device_status(), m.device_count())' 2>&1)
-say "deepconv._cuda: $status"
+# The CUDA tests and the benchmark need deepconv to see the GPU (the module,
+# a device, and cupy for device arrays); otherwise every CUDA test would skip.
+step_start=$SECONDS
+if reason=$(cd "$build" && "$py" -c '
+import sys, deepconv
+from deepconv.backend import cuda
+sys.exit(0 if deepconv.cuda_available() else cuda.unavailable_reason())' 2>&1); then
+  row device ok $((SECONDS - step_start)) "deepconv.cuda_available(): $gpu_name"
+else
+  row device FAIL $((SECONDS - step_start)) "deepconv cannot use the GPU: $reason (cupy: pip install cupy-cuda12x)"
+  summary; exit 1
+fi
 failed=0
 
 # --- 2. CUDA tests ---------------------------------------------------------------
