@@ -36,10 +36,27 @@ if(NOT CMAKE_CUDA_COMPILER)
   return()
 endif()
 
+# Default architectures (README, "Building"): where nvidia-smi lists GPUs,
+# SASS for their compute capabilities only, plus PTX for the newest of them
+# (each architecture is a full nvcc back-end pass per launcher: one instead of
+# five is most of a GPU machine's install time). Without a GPU to look at,
 # SASS for every supported generation plus PTX for the newest, so that later
-# GPUs can JIT. Overridable with -DCMAKE_CUDA_ARCHITECTURES or CUDAARCHS.
+# GPUs can JIT. Overridable with -DCMAKE_CUDA_ARCHITECTURES or CUDAARCHS;
+# DEEPCONV_CUDA_DETECT_ARCHS=OFF always builds the full list (wheels for
+# other machines).
+option(DEEPCONV_CUDA_DETECT_ARCHS "Build only the architectures of the GPUs nvidia-smi lists" ON)
+set(_deepconv_all_archs "75-real;80-real;86-real;89-real;90")
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES AND NOT DEFINED ENV{CUDAARCHS})
-  set(CMAKE_CUDA_ARCHITECTURES "75-real;80-real;86-real;89-real;90" CACHE STRING
+  set(_deepconv_archs_default "${_deepconv_all_archs}")
+  if(DEEPCONV_CUDA_DETECT_ARCHS)
+    deepconv_detect_gpu_architectures(_deepconv_detected)
+    if(_deepconv_detected)
+      set(_deepconv_archs_default "${_deepconv_detected}")
+      message(STATUS "deepconv: GPUs found (nvidia-smi); building for ${_deepconv_detected} only "
+                     "(-DDEEPCONV_CUDA_DETECT_ARCHS=OFF for ${_deepconv_all_archs})")
+    endif()
+  endif()
+  set(CMAKE_CUDA_ARCHITECTURES "${_deepconv_archs_default}" CACHE STRING
       "CUDA architectures for deepconv._cuda")
 endif()
 enable_language(CUDA)
@@ -48,7 +65,7 @@ find_package(CUDAToolkit REQUIRED)
 file(GLOB DEEPCONV_CUDA_OP_SOURCES CONFIGURE_DEPENDS "${DEEPCONV_CSRC}/ops/*.cu")
 list(SORT DEEPCONV_CUDA_OP_SOURCES)
 deepconv_add_module(_cuda CUDA
-  SOURCES ${DEEPCONV_BINDINGS}
+  SOURCES "${DEEPCONV_CSRC}/bindings/module.cpp" $<TARGET_OBJECTS:dc_op_bindings>
           "${DEEPCONV_CSRC}/bindings/cuda_runtime_bindings.cpp"
           ${DEEPCONV_CUDA_OP_SOURCES}
   LIBRARIES CUDA::cudart_static)

@@ -44,3 +44,39 @@ function(deepconv_add_module name backend)
   target_link_libraries(${name} PRIVATE ${arg_LIBRARIES})
   set(DEEPCONV_MODULES ${DEEPCONV_MODULES} ${name} PARENT_SCOPE)
 endfunction()
+
+# deepconv_detect_gpu_architectures(<out_var>)
+#
+# The CUDA architectures of the GPUs that nvidia-smi lists, as
+# CMAKE_CUDA_ARCHITECTURES entries: "<cc>-real" for each distinct compute
+# capability and "<newest cc>" (SASS + PTX) for the newest. Empty when there
+# is no nvidia-smi, it fails (no driver, no GPU) or lists nothing usable.
+function(deepconv_detect_gpu_architectures out_var)
+  set(${out_var} "" PARENT_SCOPE)
+  find_program(_deepconv_nvidia_smi nvidia-smi NO_CACHE)
+  if(NOT _deepconv_nvidia_smi)
+    return()
+  endif()
+  execute_process(COMMAND "${_deepconv_nvidia_smi}" --query-gpu=compute_cap --format=csv,noheader
+                  OUTPUT_VARIABLE caps RESULT_VARIABLE rc ERROR_QUIET TIMEOUT 30)
+  if(NOT rc EQUAL 0)
+    return()
+  endif()
+  string(REGEX MATCHALL "[0-9]+\\.[0-9]+" caps "${caps}")
+  set(archs "")
+  foreach(cap IN LISTS caps)
+    string(REPLACE "." "" arch "${cap}")
+    if(arch GREATER_EQUAL 75)  # deepconv's oldest supported generation
+      list(APPEND archs "${arch}")
+    endif()
+  endforeach()
+  list(REMOVE_DUPLICATES archs)
+  if(NOT archs)
+    return()
+  endif()
+  list(SORT archs COMPARE NATURAL)
+  list(POP_BACK archs newest)
+  list(TRANSFORM archs APPEND "-real")
+  list(APPEND archs "${newest}")
+  set(${out_var} "${archs}" PARENT_SCOPE)
+endfunction()
