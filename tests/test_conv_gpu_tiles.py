@@ -51,7 +51,7 @@ def gpu_tiles(monkeypatch):
 def problem_arrays(rng, name, dtype):
     """test_conv.problem_arrays over this file's problem table."""
     x_shape, w_shape, stride, padding, groups = PROBLEMS[name]
-    y_shape = conv2d_output_shape(x_shape, w_shape, stride, padding)
+    y_shape = conv2d_output_shape(x_shape, w_shape, stride, padding, groups)
     return (base.normal(rng, x_shape, dtype), base.normal(rng, w_shape, dtype),
             base.normal(rng, (w_shape[0],), dtype), base.normal(rng, y_shape, dtype),
             dict(stride=stride, padding=padding, groups=groups))
@@ -61,7 +61,7 @@ def params_of(name):
     """test_conv.params_of over this file's problem table: the module's tuple."""
     x_shape, w_shape, stride, padding, groups = PROBLEMS[name]
     (sh, sw), (ph, pw) = base.pairs(stride), base.pairs(padding)
-    _, _, p, q = conv2d_output_shape(x_shape, w_shape, stride, padding)
+    _, _, p, q = conv2d_output_shape(x_shape, w_shape, stride, padding, groups)
     return (*x_shape, w_shape[0], *w_shape[2:], p, q, ph, pw, sh, sw, groups)
 
 
