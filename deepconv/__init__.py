@@ -30,6 +30,7 @@ from deepconv.backend.emu import (
     MisalignedAccessError,
 )
 from deepconv import models, nn, ops, optim
+from deepconv.ops.precision import conv_precision, set_conv_precision
 
 __all__ = [
     "BarrierDivergenceError",
@@ -40,6 +41,7 @@ __all__ = [
     "__version__",
     "asarray",
     "check_same_device",
+    "conv_precision",
     "cuda_available",
     "device",
     "device_of",
@@ -50,6 +52,7 @@ __all__ = [
     "ops",
     "optim",
     "reset_transfer_stats",
+    "set_conv_precision",
     "synchronize",
     "to_device",
     "to_numpy",

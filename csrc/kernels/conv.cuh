@@ -21,10 +21,14 @@
 // Main loop, per block: a kBlockM x kBlockN tile of the result. Each stage
 // covers kBlockK reduction steps of both operands, staged in shared memory
 // (k-major, so a thread's kThreadM / kThreadN operands are adjacent; two
-// buffers, one barrier per stage), and every thread multiplies its
-// kThreadM x kThreadN register tile, written as
-// acc[i][j] = fma(a[i], b[j], acc[i][j]) with j innermost and fully unrolled:
-// g++ turns each row into packed FMAs on the emulator (DESIGN §3). Tile sizes
+// buffers, one barrier per stage), and multiplied by the tile's math policy
+// (kernels/conv_mainloop.cuh): ConvTile's ConvMathSimt, where every thread
+// multiplies its kThreadM x kThreadN register tile, written as
+// acc[i][j] = fma(a[i], b[j], acc[i][j]) with j innermost and fully unrolled
+// (g++ turns each row into packed FMAs on the emulator, DESIGN §3), or
+// ConvMmaTile's ConvMathTf32 (tensor cores, TF32), which
+// conv_launch_implicit_gemm substitutes for float when the process asked for
+// TF32 (kernels/conv_precision.h). Tile sizes
 // are template parameters; the launchers pick them per build from
 // ops/conv_tiles.cuh (128x128x8 with 8x8 per thread on a GPU; 128x64x32 with
 // 8x16 per thread on the emulator: a deep K step, since every barrier
@@ -51,11 +55,18 @@
 #include "common/launch.cuh"
 #include "common/portable.cuh"
 #include "kernels/conv_params.cuh"
+#include "kernels/conv_precision.h"
 
 namespace dc {
 
 __device__ __forceinline__ float conv_fma(float a, float b, float c) { return fmaf(a, b, c); }
 __device__ __forceinline__ double conv_fma(double a, double b, double c) { return fma(a, b, c); }
+
+}  // namespace dc
+
+#include "kernels/conv_mainloop.cuh"  // the math policies: SIMT FMAs, TF32 mma.sync
+
+namespace dc {
 
 template <int kBlockM_, int kBlockN_, int kBlockK_, int kThreadM_, int kThreadN_,
           int kMinBlocks_ = 1>
@@ -69,6 +80,30 @@ struct ConvTile {
   static constexpr int kThreads = (kBlockM / kThreadM) * kThreadsN;
   static constexpr int kMinBlocks = kMinBlocks_;  // __launch_bounds__ occupancy goal
   static_assert(kBlockM % kThreadM == 0 && kBlockN % kThreadN == 0, "whole register tiles");
+  using Math = ConvMathSimt<kBlockM, kBlockN, kThreadM, kThreadN>;
+};
+
+// A tensor-core tile: the same block and stage as a ConvTile, kWarpsM x
+// kWarpsN warps each multiplying its share with TF32 mma.sync.
+template <int kBlockM_, int kBlockN_, int kBlockK_, int kWarpsM, int kWarpsN, int kMinBlocks_ = 1>
+struct ConvMmaTile {
+  static constexpr int kBlockM = kBlockM_;
+  static constexpr int kBlockN = kBlockN_;
+  static constexpr int kBlockK = kBlockK_;
+  static constexpr int kThreads = kWarpsM * kWarpsN * 32;
+  static constexpr int kMinBlocks = kMinBlocks_;
+  using Math = ConvMathTf32<kBlockM, kBlockN, kWarpsM, kWarpsN>;
+};
+
+// The TF32 twin of a ConvTile: same block, stage and thread count (so the
+// same loaders and split-K plan), warps laid out by conv_warp_grid.
+template <typename Tile>
+struct ConvTf32TileFor {
+  static constexpr ConvWarpGrid kGrid =
+      conv_warp_grid(Tile::kBlockM, Tile::kBlockN, Tile::kThreads);
+  static_assert(kGrid.m * kGrid.n * 32 == Tile::kThreads, "whole warps");
+  using type = ConvMmaTile<Tile::kBlockM, Tile::kBlockN, Tile::kBlockK, kGrid.m, kGrid.n,
+                           Tile::kMinBlocks>;
 };
 
 // How the kCols x kDepth operand tile is spread over kThreads threads: a
@@ -133,8 +168,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   // reads). The fetch follows the multiply rather than overlapping it: the
   // staging registers would push the 8x8 float tile past the 128 registers
   // that two blocks per SM allow; the other resident block hides the latency.
-  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockM], a_tile);
-  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockN], b_tile);
+  using Math = typename Tile::Math;
+  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockM + Math::kPadA], a_tile);
+  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockN + Math::kPadB], b_tile);
 
   const int tid = threadIdx.x;
   const int group = blockIdx.z / splits;
@@ -157,13 +193,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     b_load[it].init(pass, group, n0 + LoadB::col(tid, it));
   }
 
-  T acc[Tile::kThreadM][Tile::kThreadN];
+  T acc[Math::kAccM][Math::kAccN];
 #pragma unroll
-  for (int i = 0; i < Tile::kThreadM; ++i)
+  for (int i = 0; i < Math::kAccM; ++i)
 #pragma unroll
-    for (int j = 0; j < Tile::kThreadN; ++j) acc[i][j] = T(0);
-  const int tm = (tid / Tile::kThreadsN) * Tile::kThreadM;
-  const int tn = (tid % Tile::kThreadsN) * Tile::kThreadN;
+    for (int j = 0; j < Math::kAccN; ++j) acc[i][j] = T(0);
+  const Math math(tid);
 
   T a_regs[LoadA::kColIters][LoadA::kCount];
   T b_regs[LoadB::kColIters][LoadB::kCount];
@@ -181,16 +216,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
       for (int i = 0; i < LoadA::kCount; ++i) {
         if constexpr (Pass::ALoader::kRuns) {
-          a_tile[stage][LoadA::row(tid)][LoadA::col(tid, it) + i] = a_regs[it][i];
+          a_tile[stage][LoadA::row(tid)][LoadA::col(tid, it) + i] = Math::operand(a_regs[it][i]);
         } else {
-          a_tile[stage][LoadA::row(tid) + i][LoadA::col(tid, it)] = a_regs[it][i];
+          a_tile[stage][LoadA::row(tid) + i][LoadA::col(tid, it)] = Math::operand(a_regs[it][i]);
         }
       }
 #pragma unroll
     for (int it = 0; it < LoadB::kColIters; ++it)
 #pragma unroll
       for (int i = 0; i < LoadB::kCount; ++i)
-        b_tile[stage][LoadB::row(tid) + i][LoadB::col(tid, it)] = b_regs[it][i];
+        b_tile[stage][LoadB::row(tid) + i][LoadB::col(tid, it)] = Math::operand(b_regs[it][i]);
   };
 
   if (k_begin < k_end) {
@@ -200,31 +235,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   __syncthreads();
   int stage = 0;
   for (int k0 = k_begin; k0 < k_end; k0 += Tile::kBlockK) {
-    // The register tile. `#pragma unroll` is nvcc's spelling, `GCC unroll`
-    // g++'s (each compiler ignores the other's): fully unrolled before g++
-    // vectorises, the j rows become packed FMAs; left to the loop
-    // vectoriser, g++ shuffled the accumulators every step (6x the
-    // instructions).
-#pragma unroll
-    for (int kk = 0; kk < Tile::kBlockK; ++kk) {
-      const T* a_row = &a_tile[stage][kk][0] + tm;
-      const T* b_row = &b_tile[stage][kk][0] + tn;
-      T a[Tile::kThreadM];
-      T b[Tile::kThreadN];
-#pragma unroll
-#pragma GCC unroll 16
-      for (int i = 0; i < Tile::kThreadM; ++i) a[i] = a_row[i];
-#pragma unroll
-#pragma GCC unroll 16
-      for (int j = 0; j < Tile::kThreadN; ++j) b[j] = b_row[j];
-#pragma unroll
-#pragma GCC unroll 16
-      for (int i = 0; i < Tile::kThreadM; ++i) {
-#pragma unroll
-#pragma GCC unroll 16
-        for (int j = 0; j < Tile::kThreadN; ++j) acc[i][j] = conv_fma(a[i], b[j], acc[i][j]);
-      }
-    }
+    math.multiply(a_tile[stage], b_tile[stage], acc);
     if (k0 + Tile::kBlockK < k_end) {
       fetch(k0 + Tile::kBlockK);
       stash(stage ^ 1);
@@ -233,21 +244,25 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     stage ^= 1;
   }
 
+  // Rows grow with i under every policy, so the first row past the end ends
+  // the epilogue.
 #pragma unroll
-  for (int i = 0; i < Tile::kThreadM; ++i) {
-    const std::int64_t m = m0 + tm + i;
+  for (int i = 0; i < Math::kAccM; ++i) {
+    const std::int64_t m = m0 + math.row(i);
     if (m >= gemm_m) break;
     if (partial != nullptr) {
       T* row = partial + ((std::int64_t(split) * pass.groups() + group) * gemm_m + m) * gemm_n;
 #pragma unroll
-      for (int j = 0; j < Tile::kThreadN; ++j)
-        if (n0 + tn + j < gemm_n) row[n0 + tn + j] = acc[i][j];
+      for (int j = 0; j < Math::kAccN; ++j) {
+        const int n = n0 + math.col(j);
+        if (n < gemm_n) row[n] = acc[i][j];
+      }
     } else {
       const std::int64_t base = pass.out_offset(group, m);
       const std::int64_t stride = pass.out_stride();
 #pragma unroll
-      for (int j = 0; j < Tile::kThreadN; ++j) {
-        const int n = n0 + tn + j;
+      for (int j = 0; j < Math::kAccN; ++j) {
+        const int n = n0 + math.col(j);
         if (n < gemm_n) pass.out[base + n * stride] = pass.finish(group, n, acc[i][j]);
       }
     }
@@ -322,13 +337,58 @@ std::size_t conv_implicit_gemm_workspace_bytes(const Pass& pass, const ConvSplit
          sizeof(typename Pass::Scalar);
 }
 
+// Whether conv_launch_implicit_gemm runs Pass under TF32: float passes,
+// when the process asked for it and the device has tensor cores that take
+// TF32 (sm_80 on; the emulator always).
+inline bool conv_device_has_tf32() {
+#if defined(__CUDACC__)
+  int device = 0;
+  int major = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+    return false;
+  }
+  return major >= 8;
+#else
+  return true;
+#endif
+}
+template <typename Pass>
+bool conv_uses_tf32() {
+  if constexpr (std::is_same<typename Pass::Scalar, float>::value) {
+    return conv_precision() == ConvPrecision::kTf32 && conv_device_has_tf32();
+  } else {
+    return false;
+  }
+}
+
+template <typename Tile, typename Pass>
+void conv_launch_tile(const char* name, const char* reduce_name, const Pass& pass,
+                      ConvSplitTarget target, void* workspace, std::size_t workspace_bytes,
+                      Stream stream);
+
 // Runs one implicit GEMM (kernel `name`) and, when its reduction is split,
 // its split-K epilogue (`reduce_name`); `workspace` must hold
-// conv_implicit_gemm_workspace_bytes for the same target.
+// conv_implicit_gemm_workspace_bytes for the same target. Under TF32 the
+// tile's TF32 twin runs (same block shape: same plan, same workspace).
 template <typename Tile, typename Pass>
 void conv_launch_implicit_gemm(const char* name, const char* reduce_name, const Pass& pass,
                                ConvSplitTarget target, void* workspace,
                                std::size_t workspace_bytes, Stream stream) {
+  if constexpr (std::is_same<typename Pass::Scalar, float>::value) {
+    if (conv_uses_tf32<Pass>()) {
+      conv_launch_tile<typename ConvTf32TileFor<Tile>::type>(name, reduce_name, pass, target,
+                                                             workspace, workspace_bytes, stream);
+      return;
+    }
+  }
+  conv_launch_tile<Tile>(name, reduce_name, pass, target, workspace, workspace_bytes, stream);
+}
+
+template <typename Tile, typename Pass>
+void conv_launch_tile(const char* name, const char* reduce_name, const Pass& pass,
+                      ConvSplitTarget target, void* workspace, std::size_t workspace_bytes,
+                      Stream stream) {
   using T = typename Pass::Scalar;
   const ConvSplitPlan plan = conv_implicit_gemm_plan<Tile>(pass, target);
   const std::int64_t m_tiles = (pass.gemm_m() + Tile::kBlockM - 1) / Tile::kBlockM;
@@ -370,16 +430,17 @@ struct ConvWorkspaceBytes {
 
 // Visitor for conv2d_<pass>_variant: the kernel name less its
 // "conv2d_<pass>_" prefix (e.g. "implicit_gemm_3x3"), with "+split_k" when
-// the reduction is split.
+// the reduction is split and "+tf32" when it runs on tensor cores.
 struct ConvVariantName {
   ConvSplitTarget target;
   const char* prefix;  // "conv2d_<pass>_"
 
   template <typename Pass, typename Tile>
   std::string operator()(const Pass& pass, Tile, const char* kernel_name) const {
-    const std::string variant = std::string(kernel_name).substr(std::strlen(prefix));
-    const bool split = conv_implicit_gemm_plan<Tile>(pass, target).splits > 1;
-    return split ? variant + "+split_k" : variant;
+    std::string variant = std::string(kernel_name).substr(std::strlen(prefix));
+    if (conv_implicit_gemm_plan<Tile>(pass, target).splits > 1) variant += "+split_k";
+    if (conv_uses_tf32<Pass>()) variant += "+tf32";
+    return variant;
   }
 };
 
