@@ -55,3 +55,20 @@ deepconv_add_module(_emu_selftest EMU
   SOURCES ${DEEPCONV_SELFTEST_SOURCES} ${DEEPCONV_SELFTEST_KERNEL_SOURCES}
   LIBRARIES dc_emu_runtime)
 set_target_properties(_emu _emu_selftest PROPERTIES INSTALL_RPATH "$ORIGIN" BUILD_RPATH "$ORIGIN")
+
+# _emu_gputiles: the same bindings and launchers as _emu, compiled with
+# DC_EMU_GPU_CONFIG so that every launcher makes the GPU build's choices
+# (ops/conv_tiles.cuh's GPU tile table, the GPU loaders, split-K goals,
+# threads per block; common/portable.cuh's DC_GPU_CONFIG). Test-only: the
+# GPU tiles are slow on a CPU, but they are otherwise run nowhere without a
+# GPU (tests/test_conv_gpu_tiles.py). Errors and settings are _emu's.
+option(DEEPCONV_EMU_GPU_TILES "Build the test module _emu_gputiles (GPU tiles on the emulator)" ON)
+if(DEEPCONV_EMU_GPU_TILES)
+  deepconv_add_module(_emu_gputiles EMU
+    SOURCES ${DEEPCONV_BINDINGS}
+            "${DEEPCONV_CSRC}/bindings/emu_runtime_bindings.cpp"
+            ${DEEPCONV_EMU_OP_SOURCES}
+    LIBRARIES dc_emu_runtime Threads::Threads)
+  target_compile_definitions(_emu_gputiles PRIVATE DC_EMU_GPU_CONFIG)
+  set_target_properties(_emu_gputiles PROPERTIES INSTALL_RPATH "$ORIGIN" BUILD_RPATH "$ORIGIN")
+endif()

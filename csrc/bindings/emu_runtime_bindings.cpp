@@ -9,6 +9,19 @@ namespace py = pybind11;
 namespace emu = dc::emu;
 
 void bind_backend_runtime(py::module_& m) {
+#if defined(DC_EMU_GPU_CONFIG)
+  // _emu_gputiles (the GPU's launch configurations on the emulator, for the
+  // tests) shares _emu's runtime library, so its settings and its errors are
+  // _emu's: re-export them rather than register a second set of exception
+  // classes, whose translator would then turn _emu's errors into this
+  // module's classes too.
+  const py::module_ emu_module = py::module_::import("deepconv._emu");
+  for (const char* name : {"EmulatorError", "BarrierDivergenceError", "MisalignedAccessError",
+                           "LaunchConfigError", "set_race_check", "race_check",
+                           "set_num_threads", "num_threads", "settings"}) {
+    m.attr(name) = emu_module.attr(name);
+  }
+#else
   // Registered base first: pybind11 tries translators newest first, so each
   // subclass is matched before its base.
   static py::exception<emu::Error> emulator_error(m, "EmulatorError", PyExc_RuntimeError);
@@ -63,4 +76,5 @@ void bind_backend_runtime(py::module_& m) {
     d["sanitizer"] = s.sanitizer ? "address" : "none";
     return d;
   });
+#endif
 }

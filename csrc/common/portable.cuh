@@ -230,3 +230,15 @@ inline void ldmatrix(std::uint32_t (&out)[kCount], const void* row) {
 }  // namespace dc
 
 #endif
+
+// Which launch configuration the launchers (csrc/ops/*.cu) choose: tile
+// shapes, threads per block, elements per thread, split-K goals. 1 under
+// nvcc; on the emulator 0, except in the test-only module _emu_gputiles
+// (built with DC_EMU_GPU_CONFIG), which runs the GPU's choices on the CPU so
+// that pytest catches a wrong GPU tile (tests/test_conv_gpu_tiles.py).
+// Launchers test this, never __CUDACC__, for such choices.
+#if defined(__CUDACC__) || defined(DC_EMU_GPU_CONFIG)
+#define DC_GPU_CONFIG 1
+#else
+#define DC_GPU_CONFIG 0
+#endif

@@ -16,7 +16,7 @@ namespace {
 // (coalesced), runs of pixels per emulated thread (ConvDgradGradRunLoader:
 // 1.4x faster dgrad, measured side by side). The other variants use the
 // per-pixel loader in both builds (see ops/conv_fprop.cu).
-#if defined(__CUDACC__)
+#if DC_GPU_CONFIG
 template <typename T>
 using Dgrad3x3 = ConvDgradPass<T, ConvDgradGradLoader<T, 3, 3, 1>>;
 #else

@@ -17,7 +17,7 @@ namespace {
 // scattered reads: 1.3x faster fprop, measured side by side). Every other
 // variant uses the per-pixel loader in both builds, so the emulator's tests
 // run the GPU's loader code too (the 3x3 one differs only in constants).
-#if defined(__CUDACC__)
+#if DC_GPU_CONFIG
 template <typename T>
 using Fprop3x3 = ConvFpropPass<T, ConvFpropImageLoader<T, 3, 3, 1>>;
 #else

@@ -40,7 +40,7 @@
 
 namespace dc::ops {
 
-#if defined(__CUDACC__)
+#if DC_GPU_CONFIG
 template <typename T>
 struct ConvTiles {
   using Conv3x3 = ConvTile<128, 128, 8, 8, 8, 2>;
@@ -92,7 +92,7 @@ auto visit_conv_3x3_tile(const Pass& pass, const char* name, Visit&& visit) {
   using Tiles = ConvTiles<T>;
   if (pass.gemm_m() <= 32) return visit(pass, typename Tiles::Conv3x3Tiny{}, name);
   if (pass.gemm_m() <= 64) return visit(pass, typename Tiles::Conv3x3Short{}, name);
-#if !defined(__CUDACC__)
+#if !DC_GPU_CONFIG
   // A short reduction (fprop of an RGB image: 27 steps) would be mostly
   // padding in a 64-deep stage: 9% slower than the 32-deep tiles, measured.
   if (pass.gemm_k() < 128) {

@@ -14,7 +14,7 @@ namespace {
 // split-K does most of the work of filling the device: the reduction is cut
 // into fixed chunks until about kSplitTarget.blocks blocks run. The tile is
 // the general one of ops/conv_tiles.cuh.
-#if defined(__CUDACC__)
+#if DC_GPU_CONFIG
 constexpr ConvSplitTarget kSplitTarget{264, 512};
 constexpr int kBiasThreads = 256;
 #else

@@ -21,7 +21,7 @@ constexpr std::int64_t kDropoutMaxBlocks = 4096;
 // 16 (64 elements), to spread the scheduler's per-thread cost over more work.
 // The mask does not depend on this choice (the tests check it by launching
 // with other block sizes).
-#if defined(__CUDACC__)
+#if DC_GPU_CONFIG
 constexpr int kDropoutGroupsPerThread = 1;
 #else
 constexpr int kDropoutGroupsPerThread = 16;

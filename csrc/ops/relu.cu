@@ -21,7 +21,7 @@ constexpr std::int64_t kReluMaxBlocks = 4096;
 // straight-line loop that g++ compiles to packed loads, selects and stores
 // (4x the throughput of one float4 per thread; 32 beat 8 and 16 by 20-40%,
 // measured with benchmarks/emulator.py on a 2-core EPYC).
-#if defined(__CUDACC__)
+#if DC_GPU_CONFIG
 constexpr int kReluVecsPerThread = 1;
 #else
 constexpr int kReluVecsPerThread = 32;

@@ -14,7 +14,7 @@ namespace {
 // On a GPU 256 (a 1000-class row is ~4 entries per thread). On the emulator
 // every barrier visits each thread as a fiber, so fewer, busier threads
 // cost less: 64.
-#if defined(__CUDACC__)
+#if DC_GPU_CONFIG
 constexpr std::int64_t kSoftmaxMaxThreads = 256;
 #else
 constexpr std::int64_t kSoftmaxMaxThreads = 64;

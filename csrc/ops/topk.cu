@@ -13,7 +13,7 @@ namespace {
 // Rows (warps) per block. On a GPU 4: 128-thread blocks, several resident per
 // SM. On the emulator 1: a block's warps would only be run one after another
 // on the same OS thread, while separate blocks spread over the worker pool.
-#if defined(__CUDACC__)
+#if DC_GPU_CONFIG
 constexpr int kTopkWarpsPerBlock = 4;
 #else
 constexpr int kTopkWarpsPerBlock = 1;
