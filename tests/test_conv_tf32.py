@@ -59,6 +59,10 @@ TF32_PROBLEMS = ["3x3_pad1", "3x3_groups2", "3x3_wide", "k_not_tile_multiple", "
 
 @pytest.mark.parametrize("problem", TF32_PROBLEMS)
 def test_tf32_passes_against_rounded_float64(problem, rng, tf32):
+    check_passes(problem, rng)
+
+
+def check_passes(problem, rng):
     x, w, b, dy, geo = problem_arrays(rng, problem, np.float32)
     xr, wr, dyr = tf32_round(x), tf32_round(w), tf32_round(dy)
     k = reduction_lengths(problem)
@@ -86,6 +90,10 @@ def test_tf32_passes_against_rounded_float64(problem, rng, tf32):
 @pytest.mark.parametrize("problem", ["3x3_groups2", "3x3_wide", "fc_split_k", "wgrad_split_k",
                                      "odd_hw_stride2"])
 def test_tf32_race_free(problem, rng, tf32):
+    check_race_free(problem, rng)
+
+
+def check_race_free(problem, rng):
     x, w, b, dy, geo = problem_arrays(rng, problem, np.float32)
     x, w, b, dy = (on(DEVICE, a) for a in (x, w, b, dy))
     assert_race_free(lambda *a: conv2d(*a, relu=True, **geo), x, w, b, seeds=(1,))
@@ -124,3 +132,31 @@ def test_set_conv_precision_rejects_bad_values():
     assert deepconv.conv_precision() == "fp32"
     with pytest.raises(ValueError, match="precision"):
         module().set_conv_precision("TF32")
+
+
+# --- the GPU tiles' TF32 twins (8 warps of mma.sync over 128x128 blocks, fed by
+# the 4-stage cp.async ring), through the test-only module _emu_gputiles ----------
+
+GPU_TILE_PROBLEMS = ["3x3_pad1", "k_not_tile_multiple", "odd_hw_stride2", "fc_split_k",
+                     "wgrad_split_k"]
+
+
+@pytest.fixture
+def gpu_tiles_tf32(monkeypatch):
+    gputiles = pytest.importorskip("deepconv._emu_gputiles")
+    from deepconv.backend import emu as emu_backend
+    monkeypatch.setattr(emu_backend.BACKEND, "module", gputiles)
+    gputiles.set_conv_precision("tf32")
+    yield gputiles
+    gputiles.set_conv_precision("fp32")
+
+
+@pytest.mark.parametrize("problem", GPU_TILE_PROBLEMS)
+def test_tf32_gpu_tiles(problem, rng, gpu_tiles_tf32):
+    assert gpu_tiles_tf32.conv2d_fprop_variant(params_of(problem), "float32").endswith("+tf32")
+    check_passes(problem, rng)
+
+
+@pytest.mark.parametrize("problem", ["3x3_pad1", "fc_split_k"])
+def test_tf32_gpu_tiles_race_free(problem, rng, gpu_tiles_tf32):
+    check_race_free(problem, rng)

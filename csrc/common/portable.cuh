@@ -17,6 +17,7 @@
 //   dc::cp_async_wait<N>()         cp.async.commit_group / wait_group N;
 //   dc::lds(p)                     a shared-memory read the emulator checks
 //                                  against cp.async copies not yet visible;
+//   dc::check_shared(p, bytes)     the same check alone, before plain reads;
 //   dc::cvt_rna_tf32(x)            cvt.rna.tf32.f32;
 //   dc::mma_m16n8k8_tf32(d, a, b, c)  mma.sync.aligned.m16n8k8.row.col.f32.tf32;
 //   dc::ldmatrix<kCount, kTrans>(out, row)  ldmatrix.sync.aligned.m8n8.x{1,2,4}.
@@ -26,6 +27,7 @@
 // Kernel bodies never test which compiler they are under; this file does.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -57,6 +59,7 @@ template <typename T>
 __device__ __forceinline__ T lds(const T* p) {
   return *p;
 }
+__device__ __forceinline__ void check_shared(const void*, std::size_t) {}
 
 template <int kBytes>
 __device__ __forceinline__ void cp_async_ca(void* smem, const void* gmem, int src_bytes = kBytes) {
@@ -200,6 +203,9 @@ inline T lds(const T* p) {
   ::dc::emu::check_shared_read(p, sizeof(T));
   return *p;
 }
+inline void check_shared(const void* p, std::size_t bytes) {
+  ::dc::emu::check_shared_read(p, bytes);
+}
 
 template <int kBytes>
 inline void cp_async_ca(void* smem, const void* gmem, int src_bytes = kBytes) {
@@ -241,4 +247,13 @@ inline void ldmatrix(std::uint32_t (&out)[kCount], const void* row) {
 #define DC_GPU_CONFIG 1
 #else
 #define DC_GPU_CONFIG 0
+#endif
+
+// Whether the code being compiled may pipeline through cp.async: the
+// emulator (which checks it) and GPUs from sm_80 on. Older GPUs' kernels
+// keep register staging (kernels/conv.cuh).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define DC_HAS_CP_ASYNC 0
+#else
+#define DC_HAS_CP_ASYNC 1
 #endif

@@ -69,7 +69,7 @@ __device__ __forceinline__ double conv_fma(double a, double b, double c) { retur
 namespace dc {
 
 template <int kBlockM_, int kBlockN_, int kBlockK_, int kThreadM_, int kThreadN_,
-          int kMinBlocks_ = 1>
+          int kMinBlocks_ = 1, int kStages_ = 2>
 struct ConvTile {
   static constexpr int kBlockM = kBlockM_;    // GEMM rows per block
   static constexpr int kBlockN = kBlockN_;    // GEMM columns per block
@@ -79,19 +79,24 @@ struct ConvTile {
   static constexpr int kThreadsN = kBlockN / kThreadN;
   static constexpr int kThreads = (kBlockM / kThreadM) * kThreadsN;
   static constexpr int kMinBlocks = kMinBlocks_;  // __launch_bounds__ occupancy goal
+  // Shared-memory stages: 2 stages by registers (every build), 3 or more a
+  // cp.async ring (sm_80 on; conv_mainloop_multistage).
+  static constexpr int kStages = kStages_;
   static_assert(kBlockM % kThreadM == 0 && kBlockN % kThreadN == 0, "whole register tiles");
   using Math = ConvMathSimt<kBlockM, kBlockN, kThreadM, kThreadN>;
 };
 
 // A tensor-core tile: the same block and stage as a ConvTile, kWarpsM x
 // kWarpsN warps each multiplying its share with TF32 mma.sync.
-template <int kBlockM_, int kBlockN_, int kBlockK_, int kWarpsM, int kWarpsN, int kMinBlocks_ = 1>
+template <int kBlockM_, int kBlockN_, int kBlockK_, int kWarpsM, int kWarpsN, int kMinBlocks_ = 1,
+          int kStages_ = 2>
 struct ConvMmaTile {
   static constexpr int kBlockM = kBlockM_;
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kBlockK = kBlockK_;
   static constexpr int kThreads = kWarpsM * kWarpsN * 32;
   static constexpr int kMinBlocks = kMinBlocks_;
+  static constexpr int kStages = kStages_;
   using Math = ConvMathTf32<kBlockM, kBlockN, kWarpsM, kWarpsN>;
 };
 
@@ -103,7 +108,7 @@ struct ConvTf32TileFor {
       conv_warp_grid(Tile::kBlockM, Tile::kBlockN, Tile::kThreads);
   static_assert(kGrid.m * kGrid.n * 32 == Tile::kThreads, "whole warps");
   using type = ConvMmaTile<Tile::kBlockM, Tile::kBlockN, Tile::kBlockK, kGrid.m, kGrid.n,
-                           Tile::kMinBlocks>;
+                           Tile::kMinBlocks, Tile::kStages>;
 };
 
 // How the kCols x kDepth operand tile is spread over kThreads threads: a
@@ -153,6 +158,147 @@ using ConvTileLoadFor =
 
 namespace dc {
 
+// Whether a loader can stage its operand with cp.async: it says so with
+// kAsync and has copy_async<kCount>(pass, k, k_end, dst, dst_stride), which
+// copies the kCount values load() would return, element i to
+// dst[i * dst_stride], zero-filling where load() returns 0. (The k-major
+// stage puts consecutive k a row apart, so the copies are element-wide.)
+template <typename Loader, typename = void>
+struct ConvLoaderAsync : std::false_type {};
+template <typename Loader>
+struct ConvLoaderAsync<Loader, std::void_t<decltype(Loader::kAsync)>>
+    : std::integral_constant<bool, Loader::kAsync> {};
+
+// One element of a copy_async: `src` (null: a zero) into shared `dst`.
+// `any` is a valid, aligned global address for the zero-filling form, which
+// reads nothing from it.
+template <typename T>
+__device__ __forceinline__ void conv_copy_element_async(T* dst, const T* src, const T* any) {
+  cp_async_ca<sizeof(T)>(dst, src != nullptr ? src : any, src != nullptr ? int(sizeof(T)) : 0);
+}
+
+// Whether conv_implicit_gemm_kernel runs Pass under Tile as a cp.async ring.
+template <typename Pass, typename Tile>
+constexpr bool conv_uses_multistage() {
+  return Tile::kStages >= 3 && DC_HAS_CP_ASYNC && ConvLoaderAsync<typename Pass::ALoader>::value &&
+         ConvLoaderAsync<typename Pass::BLoader>::value && !Pass::ALoader::kRuns;
+}
+
+// The main loop with two stages staged through registers (every build; the
+// only one on sm_75): after multiplying stage s, each thread fetches stage
+// s + 1 into the other buffer, so one barrier per stage suffices (a buffer is
+// rewritten only after every thread has passed the barrier that ends its
+// reads). The fetch follows the multiply rather than overlapping it: the
+// staging registers would push the 8x8 float tile past the 128 registers
+// that two blocks per SM allow; the other resident block hides the latency.
+template <typename Pass, typename Tile, typename LoadA, typename LoadB, typename Acc>
+__device__ __forceinline__ void conv_mainloop_double_buffer(
+    const Pass& pass, const typename Pass::ALoader (&a_load)[LoadA::kColIters],
+    const typename Pass::BLoader (&b_load)[LoadB::kColIters], int k_begin, int k_end,
+    const typename Tile::Math& math, Acc& acc) {
+  using T = typename Pass::Scalar;
+  using Math = typename Tile::Math;
+  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockM + Math::kPadA], a_tile);
+  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockN + Math::kPadB], b_tile);
+  const int tid = threadIdx.x;
+
+  T a_regs[LoadA::kColIters][LoadA::kCount];
+  T b_regs[LoadB::kColIters][LoadB::kCount];
+  const auto fetch = [&](int k0) {
+#pragma unroll
+    for (int it = 0; it < LoadA::kColIters; ++it)
+      a_load[it].load(pass, k0 + LoadA::row(tid), k_end, a_regs[it]);
+#pragma unroll
+    for (int it = 0; it < LoadB::kColIters; ++it)
+      b_load[it].load(pass, k0 + LoadB::row(tid), k_end, b_regs[it]);
+  };
+  const auto stash = [&](int stage) {
+#pragma unroll
+    for (int it = 0; it < LoadA::kColIters; ++it)
+#pragma unroll
+      for (int i = 0; i < LoadA::kCount; ++i) {
+        if constexpr (Pass::ALoader::kRuns) {
+          a_tile[stage][LoadA::row(tid)][LoadA::col(tid, it) + i] = a_regs[it][i];
+        } else {
+          a_tile[stage][LoadA::row(tid) + i][LoadA::col(tid, it)] = a_regs[it][i];
+        }
+      }
+#pragma unroll
+    for (int it = 0; it < LoadB::kColIters; ++it)
+#pragma unroll
+      for (int i = 0; i < LoadB::kCount; ++i)
+        b_tile[stage][LoadB::row(tid) + i][LoadB::col(tid, it)] = b_regs[it][i];
+  };
+
+  if (k_begin < k_end) {
+    fetch(k_begin);
+    stash(0);
+  }
+  __syncthreads();
+  int stage = 0;
+  for (int k0 = k_begin; k0 < k_end; k0 += Tile::kBlockK) {
+    math.multiply(a_tile[stage], b_tile[stage], acc);
+    if (k0 + Tile::kBlockK < k_end) {
+      fetch(k0 + Tile::kBlockK);
+      stash(stage ^ 1);
+    }
+    __syncthreads();
+    stage ^= 1;
+  }
+}
+
+// The main loop as a ring of kStages shared-memory stages filled by
+// cp.async (sm_80 on; CUTLASS's "multistage"): kStages - 1 stages are in
+// flight while one is multiplied, and no staging registers are needed. At
+// the top of iteration t, wait_group kStages - 2 lands stage t (this
+// thread's copies) and the barrier publishes it (everyone's) and also ends
+// every read of stage t - 1, whose slot the copies of stage
+// t + kStages - 1 then refill: one barrier per stage. Each stage is one
+// commit group, empty past the end, so the wait count stays exact.
+template <typename Pass, typename Tile, typename LoadA, typename LoadB, typename Acc>
+__device__ __forceinline__ void conv_mainloop_multistage(
+    const Pass& pass, const typename Pass::ALoader (&a_load)[LoadA::kColIters],
+    const typename Pass::BLoader (&b_load)[LoadB::kColIters], int k_begin, int k_end,
+    const typename Tile::Math& math, Acc& acc) {
+  using T = typename Pass::Scalar;
+  using Math = typename Tile::Math;
+  constexpr int kStages = Tile::kStages;
+  constexpr int kLdA = Tile::kBlockM + Math::kPadA;
+  constexpr int kLdB = Tile::kBlockN + Math::kPadB;
+  DC_SHARED(T[kStages][Tile::kBlockK][kLdA], a_ring);
+  DC_SHARED(T[kStages][Tile::kBlockK][kLdB], b_ring);
+  const int tid = threadIdx.x;
+  const int tiles = k_begin < k_end ? (k_end - k_begin + Tile::kBlockK - 1) / Tile::kBlockK : 0;
+
+  const auto issue = [&](int tile) {
+    if (tile < tiles) {
+      const int k0 = k_begin + tile * Tile::kBlockK;
+      const int slot = tile % kStages;
+#pragma unroll
+      for (int it = 0; it < LoadA::kColIters; ++it)
+        a_load[it].template copy_async<LoadA::kCount>(
+            pass, k0 + LoadA::row(tid), k_end, &a_ring[slot][LoadA::row(tid)][LoadA::col(tid, it)],
+            kLdA);
+#pragma unroll
+      for (int it = 0; it < LoadB::kColIters; ++it)
+        b_load[it].template copy_async<LoadB::kCount>(
+            pass, k0 + LoadB::row(tid), k_end, &b_ring[slot][LoadB::row(tid)][LoadB::col(tid, it)],
+            kLdB);
+    }
+    cp_async_commit();
+  };
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) issue(s);
+  for (int tile = 0; tile < tiles; ++tile) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();
+    issue(tile + kStages - 1);
+    math.multiply(a_ring[tile % kStages], b_ring[tile % kStages], acc);
+  }
+  cp_async_wait<0>();  // only empty groups remain; leaves nothing in flight
+}
+
 template <typename Pass, typename Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     conv_implicit_gemm_kernel(Pass pass,
@@ -162,15 +308,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   using LoadA =
       ConvTileLoadFor<typename Pass::ALoader, Tile::kBlockM, Tile::kBlockK, Tile::kThreads>;
   using LoadB = ConvTileLoad<Tile::kBlockN, Tile::kBlockK, Tile::kThreads>;
-  // Two stages: after multiplying stage s, each thread fetches stage s + 1
-  // into the other buffer, so one barrier per stage suffices (a buffer is
-  // rewritten only after every thread has passed the barrier that ends its
-  // reads). The fetch follows the multiply rather than overlapping it: the
-  // staging registers would push the 8x8 float tile past the 128 registers
-  // that two blocks per SM allow; the other resident block hides the latency.
   using Math = typename Tile::Math;
-  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockM + Math::kPadA], a_tile);
-  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockN + Math::kPadB], b_tile);
 
   const int tid = threadIdx.x;
   const int group = blockIdx.z / splits;
@@ -200,48 +338,12 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     for (int j = 0; j < Math::kAccN; ++j) acc[i][j] = T(0);
   const Math math(tid);
 
-  T a_regs[LoadA::kColIters][LoadA::kCount];
-  T b_regs[LoadB::kColIters][LoadB::kCount];
-  const auto fetch = [&](int k0) {
-#pragma unroll
-    for (int it = 0; it < LoadA::kColIters; ++it)
-      a_load[it].load(pass, k0 + LoadA::row(tid), k_end, a_regs[it]);
-#pragma unroll
-    for (int it = 0; it < LoadB::kColIters; ++it)
-      b_load[it].load(pass, k0 + LoadB::row(tid), k_end, b_regs[it]);
-  };
-  const auto stash = [&](int stage) {
-#pragma unroll
-    for (int it = 0; it < LoadA::kColIters; ++it)
-#pragma unroll
-      for (int i = 0; i < LoadA::kCount; ++i) {
-        if constexpr (Pass::ALoader::kRuns) {
-          a_tile[stage][LoadA::row(tid)][LoadA::col(tid, it) + i] = Math::operand(a_regs[it][i]);
-        } else {
-          a_tile[stage][LoadA::row(tid) + i][LoadA::col(tid, it)] = Math::operand(a_regs[it][i]);
-        }
-      }
-#pragma unroll
-    for (int it = 0; it < LoadB::kColIters; ++it)
-#pragma unroll
-      for (int i = 0; i < LoadB::kCount; ++i)
-        b_tile[stage][LoadB::row(tid) + i][LoadB::col(tid, it)] = Math::operand(b_regs[it][i]);
-  };
-
-  if (k_begin < k_end) {
-    fetch(k_begin);
-    stash(0);
-  }
-  __syncthreads();
-  int stage = 0;
-  for (int k0 = k_begin; k0 < k_end; k0 += Tile::kBlockK) {
-    math.multiply(a_tile[stage], b_tile[stage], acc);
-    if (k0 + Tile::kBlockK < k_end) {
-      fetch(k0 + Tile::kBlockK);
-      stash(stage ^ 1);
-    }
-    __syncthreads();
-    stage ^= 1;
+  if constexpr (conv_uses_multistage<Pass, Tile>()) {
+    conv_mainloop_multistage<Pass, Tile, LoadA, LoadB>(pass, a_load, b_load, k_begin, k_end, math,
+                                                       acc);
+  } else {
+    conv_mainloop_double_buffer<Pass, Tile, LoadA, LoadB>(pass, a_load, b_load, k_begin, k_end,
+                                                          math, acc);
   }
 
   // Rows grow with i under every policy, so the first row past the end ends

@@ -14,8 +14,9 @@
 //                  the loop did before policies existed).
 //   ConvMathTf32   tensor cores: each warp owns a kWarpM x kWarpN tile of
 //                  m16n8k8 TF32 mma.sync instructions. Operands are rounded
-//                  to TF32 (cvt.rna) once, when staged, and accumulate in
-//                  float. Lane (g = lane / 4, t = lane % 4) of mma tile
+//                  to TF32 (cvt.rna) as they are loaded into fragments (a
+//                  cp.async stage reaches shared memory unconverted), and
+//                  accumulate in float. Lane (g = lane / 4, t = lane % 4) of mma tile
 //                  (mi, ni) holds D rows g, g + 8 and columns 2t, 2t + 1
 //                  (PTX ISA), so accumulator (i, j) is row
 //                  16 (i / 2) + 8 (i % 2) + g and column 8 (j / 2) + 2t + j % 2
@@ -42,10 +43,6 @@ struct ConvMathSimt {
   __device__ __forceinline__ explicit ConvMathSimt(int tid)
       : tm((tid / kThreadsN) * kThreadM), tn((tid % kThreadsN) * kThreadN) {}
 
-  template <typename T>
-  __device__ __forceinline__ static T operand(T v) {
-    return v;
-  }
   __device__ __forceinline__ int row(int i) const { return tm + i; }
   __device__ __forceinline__ int col(int j) const { return tn + j; }
 
@@ -62,6 +59,9 @@ struct ConvMathSimt {
     for (int kk = 0; kk < kDepth; ++kk) {
       const T* a_row = &a_tile[kk][0] + tm;
       const T* b_row = &b_tile[kk][0] + tn;
+      // One check per row, not per element, so g++ still vectorises.
+      check_shared(a_row, sizeof(T) * kThreadM);
+      check_shared(b_row, sizeof(T) * kThreadN);
       T a[kThreadM];
       T b[kThreadN];
 #pragma unroll
@@ -108,7 +108,6 @@ struct ConvMathTf32 {
     t = lane % 4;
   }
 
-  __device__ __forceinline__ static float operand(float v) { return cvt_rna_tf32(v); }
   __device__ __forceinline__ int row(int i) const { return wm + 16 * (i / 2) + 8 * (i % 2) + g; }
   __device__ __forceinline__ int col(int j) const { return wn + 8 * (j / 2) + 2 * t + j % 2; }
 
@@ -126,16 +125,16 @@ struct ConvMathTf32 {
 #pragma unroll
       for (int mi = 0; mi < kMmaM; ++mi) {
         const int m = wm + 16 * mi + g;
-        a[mi][0] = lds(&a_tile[kk + t][m]);
-        a[mi][1] = lds(&a_tile[kk + t][m + 8]);
-        a[mi][2] = lds(&a_tile[kk + t + 4][m]);
-        a[mi][3] = lds(&a_tile[kk + t + 4][m + 8]);
+        a[mi][0] = cvt_rna_tf32(lds(&a_tile[kk + t][m]));
+        a[mi][1] = cvt_rna_tf32(lds(&a_tile[kk + t][m + 8]));
+        a[mi][2] = cvt_rna_tf32(lds(&a_tile[kk + t + 4][m]));
+        a[mi][3] = cvt_rna_tf32(lds(&a_tile[kk + t + 4][m + 8]));
       }
 #pragma unroll
       for (int ni = 0; ni < kMmaN; ++ni) {
         const int n = wn + 8 * ni + g;
-        b[ni][0] = lds(&b_tile[kk + t][n]);
-        b[ni][1] = lds(&b_tile[kk + t + 4][n]);
+        b[ni][0] = cvt_rna_tf32(lds(&b_tile[kk + t][n]));
+        b[ni][1] = cvt_rna_tf32(lds(&b_tile[kk + t + 4][n]));
       }
 #pragma unroll
       for (int mi = 0; mi < kMmaM; ++mi) {
