@@ -299,6 +299,83 @@ __device__ __forceinline__ void conv_mainloop_multistage(
   cp_async_wait<0>();  // only empty groups remain; leaves nothing in flight
 }
 
+// The epilogue straight from the accumulators: each thread writes its own
+// elements (partial sums into the split-K workspace, else pass.out after
+// pass.finish).
+template <typename Pass, typename Tile, typename Acc>
+__device__ __forceinline__ void conv_epilogue_direct(const Pass& pass,
+                                                     typename Pass::Scalar* partial, int group,
+                                                     int split, std::int64_t m0, int n0,
+                                                     const typename Tile::Math& math,
+                                                     const Acc& acc) {
+  using T = typename Pass::Scalar;
+  using Math = typename Tile::Math;
+  const std::int64_t gemm_m = pass.gemm_m();
+  const int gemm_n = pass.gemm_n();
+  // Rows grow with i under every policy, so the first row past the end ends
+  // the epilogue.
+#pragma unroll
+  for (int i = 0; i < Math::kAccM; ++i) {
+    const std::int64_t m = m0 + math.row(i);
+    if (m >= gemm_m) break;
+    if (partial != nullptr) {
+      T* row = partial + ((std::int64_t(split) * pass.groups() + group) * gemm_m + m) * gemm_n;
+#pragma unroll
+      for (int j = 0; j < Math::kAccN; ++j) {
+        const int n = n0 + math.col(j);
+        if (n < gemm_n) row[n] = acc[i][j];
+      }
+    } else {
+      const std::int64_t base = pass.out_offset(group, m);
+      const std::int64_t stride = pass.out_stride();
+#pragma unroll
+      for (int j = 0; j < Math::kAccN; ++j) {
+        const int n = n0 + math.col(j);
+        if (n < gemm_n) pass.out[base + n * stride] = pass.finish(group, n, acc[i][j]);
+      }
+    }
+  }
+}
+
+// The epilogue through shared memory, one accumulator column j at a time:
+// the block's threads park column j of their accumulators (kChunkCols block
+// columns by kBlockM rows) in shared memory, then store it with consecutive
+// threads on consecutive rows m, which pass.out keeps adjacent (fprop's
+// pixels). The same pass.finish on the same sums: bitwise the direct
+// epilogue's results.
+template <typename Pass, typename Tile, typename Acc>
+__device__ __forceinline__ void conv_epilogue_through_shared(const Pass& pass, int group,
+                                                             std::int64_t m0, int n0,
+                                                             const typename Tile::Math& math,
+                                                             const Acc& acc) {
+  using T = typename Pass::Scalar;
+  using Math = typename Tile::Math;
+  constexpr int kLd = Tile::kBlockM + 1;  // odd: a column's threads spread over the banks
+  DC_SHARED(T[Math::kChunkCols][kLd], chunk);
+  const int tid = threadIdx.x;
+  const std::int64_t gemm_m = pass.gemm_m();
+  const int gemm_n = pass.gemm_n();
+  const std::int64_t stride = pass.out_stride();
+  const int slot = math.chunk_slot();
+#pragma unroll
+  for (int j = 0; j < Math::kAccN; ++j) {
+    __syncthreads();  // the previous column's stores have read the chunk
+#pragma unroll
+    for (int i = 0; i < Math::kAccM; ++i) chunk[slot][math.row(i)] = acc[i][j];
+    __syncthreads();
+    for (int e = tid; e < Math::kChunkCols * Tile::kBlockM; e += Tile::kThreads) {
+      const int c = e / Tile::kBlockM;
+      const int r = e - c * Tile::kBlockM;
+      const std::int64_t m = m0 + r;
+      const int n = n0 + Math::chunk_col(j, c);
+      if (m < gemm_m && n < gemm_n) {
+        pass.out[pass.out_offset(group, m) + n * stride] =
+            pass.finish(group, n, lds(&chunk[c][r]));
+      }
+    }
+  }
+}
+
 template <typename Pass, typename Tile>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     conv_implicit_gemm_kernel(Pass pass,
@@ -315,8 +392,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const int split = blockIdx.z - group * splits;
   const std::int64_t m0 = std::int64_t(blockIdx.x) * Tile::kBlockM;
   const int n0 = blockIdx.y * Tile::kBlockN;
-  const std::int64_t gemm_m = pass.gemm_m();
-  const int gemm_n = pass.gemm_n();
   const int k_begin = split * k_per_split;
   const int k_end = min(pass.gemm_k(), k_begin + k_per_split);
 
@@ -341,34 +416,18 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   if constexpr (conv_uses_multistage<Pass, Tile>()) {
     conv_mainloop_multistage<Pass, Tile, LoadA, LoadB>(pass, a_load, b_load, k_begin, k_end, math,
                                                        acc);
+    // Outputs contiguous along m (fprop's y): through shared memory, so a
+    // warp stores 32 consecutive pixels of one channel instead of 32
+    // channels 8 apart.
+    if (partial == nullptr && pass.out_stride() != 1) {
+      conv_epilogue_through_shared<Pass, Tile>(pass, group, m0, n0, math, acc);
+      return;
+    }
   } else {
     conv_mainloop_double_buffer<Pass, Tile, LoadA, LoadB>(pass, a_load, b_load, k_begin, k_end,
                                                           math, acc);
   }
-
-  // Rows grow with i under every policy, so the first row past the end ends
-  // the epilogue.
-#pragma unroll
-  for (int i = 0; i < Math::kAccM; ++i) {
-    const std::int64_t m = m0 + math.row(i);
-    if (m >= gemm_m) break;
-    if (partial != nullptr) {
-      T* row = partial + ((std::int64_t(split) * pass.groups() + group) * gemm_m + m) * gemm_n;
-#pragma unroll
-      for (int j = 0; j < Math::kAccN; ++j) {
-        const int n = n0 + math.col(j);
-        if (n < gemm_n) row[n] = acc[i][j];
-      }
-    } else {
-      const std::int64_t base = pass.out_offset(group, m);
-      const std::int64_t stride = pass.out_stride();
-#pragma unroll
-      for (int j = 0; j < Math::kAccN; ++j) {
-        const int n = n0 + math.col(j);
-        if (n < gemm_n) pass.out[base + n * stride] = pass.finish(group, n, acc[i][j]);
-      }
-    }
-  }
+  conv_epilogue_direct<Pass, Tile>(pass, partial, group, split, m0, n0, math, acc);
 }
 
 // Split-K epilogue: out(g, m, n) = finish(sum over splits s = 0, 1, ... of

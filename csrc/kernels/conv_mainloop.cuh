@@ -46,6 +46,13 @@ struct ConvMathSimt {
   __device__ __forceinline__ int row(int i) const { return tm + i; }
   __device__ __forceinline__ int col(int j) const { return tn + j; }
 
+  // Accumulator column j of every thread covers kChunkCols block columns;
+  // this thread's is chunk slot chunk_slot(), and slot c is block column
+  // chunk_col(j, c) (conv_epilogue_through_shared).
+  static constexpr int kChunkCols = kThreadsN;
+  __device__ __forceinline__ int chunk_slot() const { return tn / kThreadN; }
+  __device__ __forceinline__ static int chunk_col(int j, int c) { return c * kThreadN + j; }
+
   // acc[i][j] = fma(a[i], b[j], acc[i][j]) over the stage, j innermost and
   // fully unrolled. `#pragma unroll` is nvcc's spelling, `GCC unroll` g++'s
   // (each compiler ignores the other's): fully unrolled before g++
@@ -110,6 +117,14 @@ struct ConvMathTf32 {
 
   __device__ __forceinline__ int row(int i) const { return wm + 16 * (i / 2) + 8 * (i % 2) + g; }
   __device__ __forceinline__ int col(int j) const { return wn + 8 * (j / 2) + 2 * t + j % 2; }
+
+  // As ConvMathSimt's: column j of the accumulators covers 4 columns per
+  // warp column (one per t).
+  static constexpr int kChunkCols = 4 * kWarpsN;
+  __device__ __forceinline__ int chunk_slot() const { return (wn / kWarpN) * 4 + t; }
+  __device__ __forceinline__ static int chunk_col(int j, int c) {
+    return (c / 4) * kWarpN + 8 * (j / 2) + 2 * (c % 4) + j % 2;
+  }
 
   template <int kDepth, int kLdA, int kLdB>
   __device__ __forceinline__ void multiply(const float (&a_tile)[kDepth][kLdA],
