@@ -294,7 +294,7 @@ __device__ __forceinline__ void conv_mainloop_multistage(
     cp_async_wait<kStages - 2>();
     __syncthreads();
     issue(tile + kStages - 1);
-    math.multiply(a_ring[tile % kStages], b_ring[tile % kStages], acc);
+    math.template multiply<true>(a_ring[tile % kStages], b_ring[tile % kStages], acc);
   }
   cp_async_wait<0>();  // only empty groups remain; leaves nothing in flight
 }

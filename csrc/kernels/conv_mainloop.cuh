@@ -58,7 +58,11 @@ struct ConvMathSimt {
   // (each compiler ignores the other's): fully unrolled before g++
   // vectorises, the j rows become packed FMAs; left to the loop vectoriser,
   // g++ shuffled the accumulators every step (6x the instructions).
-  template <typename T, int kDepth, int kLdA, int kLdB>
+  // kFromAsync: the stage was filled by cp.async, so the emulator checks
+  // each row read against copies not yet visible (one check a row, so g++
+  // still vectorises; left out of the register-staged loop, where it would
+  // only cost time).
+  template <bool kFromAsync = false, typename T, int kDepth, int kLdA, int kLdB>
   __device__ __forceinline__ void multiply(const T (&a_tile)[kDepth][kLdA],
                                            const T (&b_tile)[kDepth][kLdB],
                                            T (&acc)[kAccM][kAccN]) const {
@@ -66,9 +70,10 @@ struct ConvMathSimt {
     for (int kk = 0; kk < kDepth; ++kk) {
       const T* a_row = &a_tile[kk][0] + tm;
       const T* b_row = &b_tile[kk][0] + tn;
-      // One check per row, not per element, so g++ still vectorises.
-      check_shared(a_row, sizeof(T) * kThreadM);
-      check_shared(b_row, sizeof(T) * kThreadN);
+      if constexpr (kFromAsync) {
+        check_shared(a_row, sizeof(T) * kThreadM);
+        check_shared(b_row, sizeof(T) * kThreadN);
+      }
       T a[kThreadM];
       T b[kThreadN];
 #pragma unroll
@@ -126,7 +131,7 @@ struct ConvMathTf32 {
     return (c / 4) * kWarpN + 8 * (j / 2) + 2 * (c % 4) + j % 2;
   }
 
-  template <int kDepth, int kLdA, int kLdB>
+  template <bool kFromAsync = false, int kDepth, int kLdA, int kLdB>
   __device__ __forceinline__ void multiply(const float (&a_tile)[kDepth][kLdA],
                                            const float (&b_tile)[kDepth][kLdB],
                                            float (&acc)[kAccM][kAccN]) const {
