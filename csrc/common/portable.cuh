@@ -251,8 +251,11 @@ inline void ldmatrix(std::uint32_t (&out)[kCount], const void* row) {
 
 // Whether the code being compiled may pipeline through cp.async: the
 // emulator (which checks it) and GPUs from sm_80 on. Older GPUs' kernels
-// keep register staging (kernels/conv.cuh).
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+// keep register staging (kernels/conv.cuh), and so does a build with
+// -DDC_DISABLE_CP_ASYNC: GPGPU-Sim's PTX front end knows neither cp.async
+// nor mma.sync / ldmatrix (only wmma), so the simulated-GPU job builds the
+// sm_75 main loop for its sm_86 target (and runs fp32 only).
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800) || defined(DC_DISABLE_CP_ASYNC)
 #define DC_HAS_CP_ASYNC 0
 #else
 #define DC_HAS_CP_ASYNC 1
