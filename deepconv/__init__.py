@@ -24,6 +24,7 @@ from deepconv.backend import (
     zeros,
 )
 from deepconv.backend.emu import (
+    AsyncCopyError,
     BarrierDivergenceError,
     EmulatorError,
     LaunchConfigError,
@@ -33,6 +34,7 @@ from deepconv import models, nn, ops, optim
 from deepconv.ops.precision import conv_precision, set_conv_precision
 
 __all__ = [
+    "AsyncCopyError",
     "BarrierDivergenceError",
     "Device",
     "EmulatorError",
