@@ -357,20 +357,24 @@ __device__ __forceinline__ void conv_epilogue_through_shared(const Pass& pass, i
   const int gemm_n = pass.gemm_n();
   const std::int64_t stride = pass.out_stride();
   const int slot = math.chunk_slot();
+  // A thread stores one row r (a whole number of rows per block of threads),
+  // so out_offset, a 64-bit division, is computed once.
+  static_assert(Tile::kThreads % Tile::kBlockM == 0, "each thread stores one row");
+  constexpr int kColsPerPass = Tile::kThreads / Tile::kBlockM;
+  const int r = tid % Tile::kBlockM;
+  const bool row_inside = m0 + r < gemm_m;
+  const std::int64_t base = row_inside ? pass.out_offset(group, m0 + r) : 0;
 #pragma unroll
   for (int j = 0; j < Math::kAccN; ++j) {
     __syncthreads();  // the previous column's stores have read the chunk
 #pragma unroll
     for (int i = 0; i < Math::kAccM; ++i) chunk[slot][math.row(i)] = acc[i][j];
     __syncthreads();
-    for (int e = tid; e < Math::kChunkCols * Tile::kBlockM; e += Tile::kThreads) {
-      const int c = e / Tile::kBlockM;
-      const int r = e - c * Tile::kBlockM;
-      const std::int64_t m = m0 + r;
+#pragma unroll 1
+    for (int c = tid / Tile::kBlockM; c < Math::kChunkCols; c += kColsPerPass) {
       const int n = n0 + Math::chunk_col(j, c);
-      if (m < gemm_m && n < gemm_n) {
-        pass.out[pass.out_offset(group, m) + n * stride] =
-            pass.finish(group, n, lds(&chunk[c][r]));
+      if (row_inside && n < gemm_n) {
+        pass.out[base + n * stride] = pass.finish(group, n, lds(&chunk[c][r]));
       }
     }
   }

@@ -136,6 +136,13 @@ struct ConvMathTf32 {
                                            const float (&b_tile)[kDepth][kLdB],
                                            float (&acc)[kAccM][kAccN]) const {
     static_assert(kDepth % 8 == 0, "whole k8 steps per stage");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    // No TF32 mma before sm_80, and the host never launches a TF32 tile
+    // there (conv_uses_tf32 runs fp32 instead). The kernel is still compiled
+    // for sm_75, so it traps rather than carry an emulated mma whose
+    // registers would spill; a trap, never a wrong answer, should that change.
+    __trap();
+#else
 #pragma unroll
     for (int kk = 0; kk < kDepth; kk += 8) {
       // A fragments (PTX m16n8k8 .tf32): a0 (g, t), a1 (g + 8, t),
@@ -172,6 +179,7 @@ struct ConvMathTf32 {
         }
       }
     }
+#endif
   }
 };
 
