@@ -18,6 +18,10 @@ the same network sized for 32x32 images (``--set cifar``); all three passes
 Every deepconv result is checked against the reference before it is timed.
 FLOPs per pass: 2 * N * K * P * Q * C * R * S, those of direct convolution
 whatever the algorithm (Winograd does fewer), so ratios stay comparable.
+
+``--precision tf32`` runs deepconv with ``deepconv.set_conv_precision("tf32")``
+(tensor cores) beside PyTorch with ``torch.backends.cudnn.allow_tf32 = True``,
+and ``fp32`` (the default) both without TF32: like against like.
 """
 
 from __future__ import annotations
@@ -180,6 +184,12 @@ def relative_error(got, want):
 # ---- the run ----------------------------------------------------------------------------------------
 
 
+# Largest error against float64 numpy, relative to the result's magnitude:
+# float32 sums stay far below 1e-3; TF32 operands (10 mantissa bits) over
+# reductions of up to 4608 terms reach a few 1e-3.
+MAX_RELATIVE_ERROR = {"fp32": 1e-3, "tf32": 2e-2}
+
+
 def measure(shape, batch, passes, device, torch_ref, with_numpy, repeat, min_seconds, algorithms):
     c, k, h = shape
     rng = np.random.default_rng(1 + c + k + h)
@@ -200,7 +210,7 @@ def measure(shape, batch, passes, device, torch_ref, with_numpy, repeat, min_sec
         expected = truth[name]()
         for alg in algorithms:
             error = relative_error(ours[alg][name](), expected)
-            if error > 1e-3:
+            if error > MAX_RELATIVE_ERROR[deepconv.get_conv_precision()]:
                 raise SystemExit(f"deepconv {name} ({alg}) on {shape} is wrong: relative error "
                                  f"{error:.2e} against numpy")
             row["max_rel_error"] = max(row["max_rel_error"], error)
@@ -275,7 +285,10 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement")
     parser.add_argument("--no-numpy", action="store_true", help="skip numpy im2col+matmul")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument("--precision", choices=("fp32", "tf32"), default="fp32",
+                        help="deepconv.set_conv_precision, and cuDNN's allow_tf32 to match")
     args = parser.parse_args(argv)
+    deepconv.set_conv_precision(args.precision)
 
     device = deepconv.device(args.device)
     passes = [p for p in args.passes.split(",") if p]
@@ -292,11 +305,14 @@ def main(argv=None):
     sets = {"vgg224": [("vgg224", VGG224)], "cifar": [("cifar", CIFAR)],
             "both": [("vgg224", VGG224), ("cifar", CIFAR)]}[which]
     torch_ref = load_torch(device.type)
+    if torch_ref is not None:
+        torch_ref.torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
     with_numpy = not args.no_numpy and not on_gpu
 
     print(f"deepconv {deepconv.__version__} on {device}; reference: "
           f"{torch_ref.name if torch_ref else 'PyTorch not installed'}"
-          f"{' and numpy im2col+matmul' if with_numpy else ''}; float32")
+          f"{' and numpy im2col+matmul' if with_numpy else ''}; float32, "
+          f"precision {args.precision}")
     if device.type == "emu":
         s = deepconv._emu.settings()
         print(f"emulator: {s['threads']} worker threads, {s['context_switch']} context switch; "

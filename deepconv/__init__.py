@@ -24,6 +24,7 @@ from deepconv.backend import (
     zeros,
 )
 from deepconv.backend.emu import (
+    AsyncCopyError,
     BarrierDivergenceError,
     EmulatorError,
     LaunchConfigError,
@@ -32,8 +33,10 @@ from deepconv.backend.emu import (
 from deepconv import models, nn, ops, optim
 from deepconv.interop.dlpack import from_dlpack
 from deepconv.ops.conv import get_conv_algorithm, set_conv_algorithm
+from deepconv.ops.precision import get_conv_precision, set_conv_precision
 
 __all__ = [
+    "AsyncCopyError",
     "BarrierDivergenceError",
     "Device",
     "EmulatorError",
@@ -42,6 +45,7 @@ __all__ = [
     "__version__",
     "asarray",
     "check_same_device",
+    "get_conv_precision",
     "cuda_available",
     "device",
     "device_of",
@@ -55,6 +59,7 @@ __all__ = [
     "optim",
     "reset_transfer_stats",
     "set_conv_algorithm",
+    "set_conv_precision",
     "synchronize",
     "to_device",
     "to_numpy",

@@ -346,3 +346,83 @@ def test_cuobjdump_found_without_path(monkeypatch):
     if found is None:
         pytest.skip("no cuobjdump in the CUDA toolkit dirs or site-packages")
     assert os.access(found, os.X_OK)
+
+
+# --------------------------------------------------------------------------
+# The main loop's instruction mix (parse_main_loops)
+# --------------------------------------------------------------------------
+
+LOOP_SASS = """
+arch = sm_80
+\t\tFunction : _Z4convPf
+        /*0000*/                   LDG.E R2, [R4.64] ;
+        /*0010*/                   FFMA R0, R1, R2, R0 ;
+        /*0020*/                   LDGSTS.E.BYPASS.128 [R3], [R4.64] ;
+        /*0030*/                   LDGSTS.E [R3+0x10], [R4.64+0x10] ;
+        /*0040*/                   LDS.128 R8, [R3] ;
+        /*0050*/                   LDSM.16.M88.4 R12, [R3] ;
+        /*0060*/                   HMMA.1688.F32.TF32 R16, R8, R12, R16 ;
+        /*0070*/                   HMMA.1688.F32.TF32 R20, R8, R14, R20 ;
+        /*0080*/                   FFMA R0, R1, R2, R0 ;
+        /*0090*/               @P0 BRA 0x20 ;
+        /*00a0*/                   LDG.E R2, [R4.64] ;
+        /*00b0*/              @!P1 BRA 0x0 ;
+        /*00c0*/                   BRA 0xd0 ;
+        /*00d0*/                   EXIT ;
+\t\tFunction : _Z6nomathPf
+        /*0000*/                   LDS R2, [R3] ;
+        /*0010*/               @P0 BRA 0x0 ;
+"""
+
+
+def test_parse_main_loops_takes_the_loop_with_most_math():
+    loops = rr.parse_main_loops(LOOP_SASS)
+    # The outer loop (0x0 .. 0xb0) holds 2 FFMA + 2 HMMA, the inner one
+    # (0x20 .. 0x90) 1 + 2: under 90% of the outer's, so the outer loop is
+    # the main loop.
+    mix = loops[("sm_80", "_Z4convPf")]
+    assert (mix.ffma, mix.hmma, mix.shared_loads, mix.global_loads, mix.ldgsts) == (2, 2, 2, 4, 2)
+    assert mix.per(mix.shared_loads) == 2.0 and mix.per(mix.global_loads) == 1.0
+    # Drop the outer loop's own FFMA: the inner loop holds all its math and
+    # is reported instead.
+    assert "HMMA per shared load 2.0, per global load 1.0" in rr.format_loop_mix(mix)
+    assert ("sm_80", "_Z6nomathPf") not in loops  # a loop without math is no main loop
+    inner = rr.parse_main_loops(LOOP_SASS.replace("/*0010*/                   FFMA", "/*0010*/ NOP"))
+    mix = inner[("sm_80", "_Z4convPf")]
+    assert (mix.ffma, mix.hmma, mix.shared_loads, mix.global_loads, mix.ldgsts) == (1, 2, 2, 2, 2)
+
+
+LOOP_KERNEL = r"""
+#include "common/portable.cuh"
+__global__ void __launch_bounds__(32) tf32_loop(const float* x, float* y, int n) {
+  DC_SHARED(float[2][32][4], s);
+  float c[4] = {0, 0, 0, 0};
+#pragma unroll 1
+  for (int i = 0; i < n; ++i) {
+    dc::cp_async_cg(&s[i & 1][threadIdx.x][0], x + 128 * i + 4 * threadIdx.x);
+    dc::cp_async_commit();
+    dc::cp_async_wait<0>();
+    __syncwarp();
+    const float a[4] = {dc::lds(&s[i & 1][threadIdx.x][0]), s[i & 1][threadIdx.x][1],
+                        s[i & 1][threadIdx.x][2], s[i & 1][threadIdx.x][3]};
+    const float b[2] = {s[i & 1][threadIdx.x ^ 1][0], s[i & 1][threadIdx.x ^ 1][1]};
+    dc::mma_m16n8k8_tf32(c, a, b, c);
+  }
+  y[threadIdx.x] = c[0] + c[1] + c[2] + c[3];
+}
+"""
+
+
+def test_main_loop_of_a_compiled_tensor_core_kernel(toolchain, tmp_path):
+    source = tmp_path / "loop.cu"
+    source.write_text(LOOP_KERNEL)
+    cubin = tmp_path / "loop.cubin"
+    csrc = Path(__file__).resolve().parents[1] / "csrc"
+    proc = subprocess.run([toolchain, "-std=c++17", "-cubin", "-arch=sm_80", f"-I{csrc}", "-o",
+                           str(cubin), str(source)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    proc = _run_tool("--binary", cubin, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (kernel,) = _kernels(json.loads(proc.stdout))
+    loop = kernel["main_loop"]
+    assert loop["hmma"] == 1 and loop["ldgsts"] == 1 and loop["shared_loads"] >= 1

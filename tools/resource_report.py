@@ -351,6 +351,106 @@ def parse_sass(text: str) -> dict[tuple[str, str], tuple[int, int]]:
     return {key: tuple(max(found, key=sum)) for key, found in copies.items()}
 
 
+# The main loop's instruction mix. A loop in SASS is a backward branch
+# (BRA to a lower address): its body is [target, branch]. A kernel's main
+# loop is taken to be the loop whose body holds the most math instructions
+# (FFMA / DFMA / HMMA: the conv kernels' reduction over k, fully unrolled
+# within a stage); in it are counted the shared-memory loads (LDS, LDSM)
+# and the global loads (LDG, and LDGSTS: cp.async's global-to-shared copy),
+# so "math per shared load" and "math per global load" say how well a stage
+# feeds the FMA pipes or tensor cores. Static counts, per pass of the loop.
+_SASS_ADDR_RE = re.compile(r"^\s*/\*([0-9a-f]+)\*/")
+_SASS_BRANCH_RE = re.compile(r"\bBRA(?:\.[A-Z.]+)?\s+(?:`?\(?)0x([0-9a-f]+)")
+_MATH_OPS = ("FFMA", "DFMA", "HMMA")
+_SHARED_LOADS = ("LDS", "LDSM")
+_GLOBAL_LOADS = ("LDG", "LDGSTS")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopMix:
+    ffma: int      # FFMA + DFMA
+    hmma: int
+    shared_loads: int
+    global_loads: int
+    ldgsts: int    # of global_loads: cp.async copies
+
+    @property
+    def math(self) -> int:
+        return self.ffma + self.hmma
+
+    def per(self, loads: int) -> float | None:
+        return self.math / loads if loads else None
+
+
+def _loop_mix(insns: list[tuple[int, str]], lo: int, hi: int) -> LoopMix:
+    counts = {"ffma": 0, "hmma": 0, "shared": 0, "global": 0, "ldgsts": 0}
+    for addr, op in insns:
+        if not lo <= addr <= hi:
+            continue
+        base = op.split(".")[0]
+        if base in ("FFMA", "DFMA"):
+            counts["ffma"] += 1
+        elif base == "HMMA":
+            counts["hmma"] += 1
+        elif base in _SHARED_LOADS:
+            counts["shared"] += 1
+        elif base in _GLOBAL_LOADS:
+            counts["global"] += 1
+            counts["ldgsts"] += base == "LDGSTS"
+    return LoopMix(counts["ffma"], counts["hmma"], counts["shared"], counts["global"],
+                   counts["ldgsts"])
+
+
+def main_loop_mix(insns: list[tuple[int, str]], branches: list[tuple[int, int]]) -> LoopMix | None:
+    """The mix of the main loop: of the loops (backward branches: (branch
+    address, target)), the one with the most math, or the innermost loop
+    nested in it that still holds 90% of that math (an outer loop around the
+    main loop adds little of its own). None when no loop has any math."""
+    loops = [(target, at, _loop_mix(insns, target, at)) for at, target in branches if target <= at]
+    loops = [loop for loop in loops if loop[2].math]
+    if not loops:
+        return None
+    lo, hi, best = max(loops, key=lambda loop: loop[2].math)
+    inner = [loop for loop in loops
+             if lo <= loop[0] and loop[1] <= hi and loop[2].math >= 0.9 * best.math]
+    return min(inner, key=lambda loop: loop[1] - loop[0])[2]
+
+
+def parse_main_loops(text: str) -> dict[tuple[str, str], LoopMix]:
+    """{(arch, mangled name): the main loop's mix} for functions with a loop
+    doing math (see the note above)."""
+    out: dict[tuple[str, str], LoopMix] = {}
+    arch, func = None, None
+    insns: list[tuple[int, str]] = []
+    branches: list[tuple[int, int]] = []
+
+    def finish():
+        if func and arch:
+            mix = main_loop_mix(insns, branches)
+            if mix is not None:
+                out.setdefault((arch, func), mix)
+
+    for line in text.splitlines():
+        new_arch = _arch_of(line)
+        m = _SASS_FUNC_RE.match(line)
+        if m or new_arch:
+            finish()
+            arch = new_arch or arch
+            func = m.group(1) if m else None
+            insns, branches = [], []
+            continue
+        insn = _SASS_INSN_RE.match(line)
+        addr = _SASS_ADDR_RE.match(line)
+        if insn and addr:
+            at = int(addr.group(1), 16)
+            insns.append((at, insn.group(1)))
+            branch = _SASS_BRANCH_RE.search(line)
+            if branch:
+                branches.append((at, int(branch.group(1), 16)))
+    finish()
+    return out
+
+
 def split_local_traffic(stores: int, loads: int, stack_bytes: int,
                         depot_bytes: int | None) -> tuple[int, int, bool]:
     """(spill store bytes, spill load bytes, exact) from a function's local
@@ -407,6 +507,7 @@ class KernelReport:
     max_threads_per_block: int | None
     ptx_local_array_bytes: int | None  # None: no PTX to tell arrays from spills
     occupancy: Occupancy | None
+    main_loop: LoopMix | None = None  # the loop with the most math (parse_main_loops)
 
     @property
     def spills(self) -> bool:
@@ -453,7 +554,9 @@ def collect(binary: Path, cuobjdump: Path, block_size: int,
     elf = parse_elf(_run(cuobjdump, "-elf", binary))
     default_arch = next(iter(elf)) if len(elf) == 1 else None
     usage = parse_resource_usage(_run(cuobjdump, "-res-usage", binary), default_arch)
-    sass = parse_sass(_run(cuobjdump, "-sass", binary))
+    sass_text = _run(cuobjdump, "-sass", binary)
+    sass = parse_sass(sass_text)
+    loops = parse_main_loops(sass_text)
     ptx = parse_ptx(_run(cuobjdump, "-ptx", binary, check=False))
     names = demangle(sorted({func for _, func in usage}))
     reports = []
@@ -475,7 +578,8 @@ def collect(binary: Path, cuobjdump: Path, block_size: int,
             spill_bytes_exact=exact, local_store_bytes=stores, local_load_bytes=loads,
             shared_bytes=shared, stack_bytes=res.get("STACK", 0),
             local_bytes=res.get("LOCAL", 0), max_threads_per_block=bound,
-            ptx_local_array_bytes=ptx.get(func), occupancy=occ))
+            ptx_local_array_bytes=ptx.get(func), occupancy=occ,
+            main_loop=loops.get((arch, func))))
     return reports
 
 
@@ -489,6 +593,15 @@ def _offender_line(r: KernelReport) -> str:
         line += (f" (upper bound: includes the traffic of its {r.ptx_local_array_bytes} B "
                  f"local array; the frame exceeds the array, so it does spill)")
     return line
+
+
+def format_loop_mix(mix: LoopMix) -> str:
+    def ratio(value):
+        return f"{value:.1f}" if value is not None else "-"
+    kind = "HMMA" if mix.hmma else "FFMA"
+    return (f"main loop: {mix.ffma} FFMA, {mix.hmma} HMMA, {mix.shared_loads} shared loads, "
+            f"{mix.global_loads} global loads ({mix.ldgsts} LDGSTS); {kind} per shared load "
+            f"{ratio(mix.per(mix.shared_loads))}, per global load {ratio(mix.per(mix.global_loads))}")
 
 
 def format_text(binary: Path, reports: list[KernelReport]) -> str:
@@ -513,7 +626,12 @@ def format_text(binary: Path, reports: list[KernelReport]) -> str:
         lines.append(f"  {r.arch:<6} {r.registers:>4} {spill:>11} {array:>11} "
                      f"{r.shared_bytes:>6} {r.stack_bytes + r.local_bytes:>5} {bound:>5} "
                      f"{occ_cols}{flag}")
-    lines += ["", "(sizes in bytes; spill and local traffic (spills plus local arrays) are "
+        if r.main_loop is not None and "conv" in r.name:
+            lines.append("         " + format_loop_mix(r.main_loop))
+    lines += ["", "(main loop, conv kernels: the loop with the most FFMA/DFMA/HMMA, its static "
+                  "counts per pass and math per shared load (LDS, LDSM) and per global load "
+                  "(LDG, LDGSTS = cp.async))",
+              "(sizes in bytes; spill and local traffic (spills plus local arrays) are "
                   "static SASS STL/LDL bytes; smem is static shared memory per block; stack is the "
                   "per-thread local frame; bound is __launch_bounds__)"]
     return "\n".join(lines)

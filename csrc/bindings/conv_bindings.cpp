@@ -7,6 +7,7 @@
 // bias / db pointer is 0.
 #include <array>
 #include <stdexcept>
+#include <string>
 
 #include "bindings/common.h"
 #include "ops/conv.h"
@@ -119,6 +120,18 @@ void bind_queries(py::module_& m, const std::string& pass, BytesF bytes, Variant
 }
 
 void bind_conv(py::module_& m) {
+  m.def(
+      "set_conv_precision",
+      [](const std::string& precision) {
+        try {
+          dc::set_conv_precision(dc::conv_precision_from_name(precision));
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("precision"),
+      "Float convolutions in 'fp32' (FMAs) or 'tf32' (tensor cores; fp32 where there are none).");
+  m.def("conv_precision", [] { return std::string(dc::conv_precision_name(dc::conv_precision())); });
   m.def("conv2d_fprop", &conv2d_fprop, py::arg("params"), py::arg("x"), py::arg("w"),
         py::arg("b"), py::arg("y"), py::arg("relu"), py::arg("workspace"),
         py::arg("workspace_bytes"), py::arg("dtype"), py::arg("stream") = 0,

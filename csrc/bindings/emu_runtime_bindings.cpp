@@ -31,6 +31,7 @@ void bind_backend_runtime(py::module_& m) {
                                                          emulator_error.ptr());
   static py::exception<emu::LaunchConfigError> bad_launch(m, "LaunchConfigError",
                                                           emulator_error.ptr());
+  static py::exception<emu::AsyncCopyError> async_copy(m, "AsyncCopyError", emulator_error.ptr());
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -40,6 +41,8 @@ void bind_backend_runtime(py::module_& m) {
       PyErr_SetString(misaligned.ptr(), e.what());
     } catch (const emu::LaunchConfigError& e) {
       PyErr_SetString(bad_launch.ptr(), e.what());
+    } catch (const emu::AsyncCopyError& e) {
+      PyErr_SetString(async_copy.ptr(), e.what());
     } catch (const emu::Error& e) {
       PyErr_SetString(emulator_error.ptr(), e.what());
     }

@@ -8,8 +8,27 @@
 //   dc::vload<V>(p) / dc::vstore(p, v)  for float2/float4/... accesses, so
 //                                  the emulator can fault on misalignment
 //                                  exactly where a GPU would.
+// and the instructions CUDA C++ has no words for, which are inline PTX under
+// nvcc and calls into the emulator (csrc/emu/async_copy.cpp, warp_matrix.cpp)
+// otherwise:
+//   dc::cp_async_ca<kBytes>(smem, gmem, src_bytes)  cp.async.ca (4/8/16 bytes;
+//   dc::cp_async_cg(smem, gmem, src_bytes)            .cg: 16), zero-filling
+//                                  past src_bytes; dc::cp_async_commit(),
+//   dc::cp_async_wait<N>()         cp.async.commit_group / wait_group N;
+//   dc::lds(p)                     a shared-memory read the emulator checks
+//                                  against cp.async copies not yet visible;
+//   dc::check_shared(p, bytes)     the same check alone, before plain reads;
+//   dc::cvt_rna_tf32(x)            cvt.rna.tf32.f32;
+//   dc::mma_m16n8k8_tf32(d, a, b, c)  mma.sync.aligned.m16n8k8.row.col.f32.tf32;
+//   dc::ldmatrix<kCount, kTrans>(out, row)  ldmatrix.sync.aligned.m8n8.x{1,2,4}.
+// cp.async, cvt.rna.tf32 and mma.sync need sm_80: compiled for an older GPU
+// they fall back to a synchronous copy, the same rounding in integer
+// arithmetic, and the same product from warp shuffles.
 // Kernel bodies never test which compiler they are under; this file does.
 #pragma once
+
+#include <cstddef>
+#include <cstdint>
 
 #if defined(__CUDACC__)
 
@@ -34,6 +53,124 @@ __device__ __forceinline__ V vload(const T* p) {
 template <typename V, typename T>
 __device__ __forceinline__ void vstore(T* p, const V& v) {
   *reinterpret_cast<V*>(p) = v;
+}
+
+template <typename T>
+__device__ __forceinline__ T lds(const T* p) {
+  return *p;
+}
+__device__ __forceinline__ void check_shared(const void*, std::size_t) {}
+
+template <int kBytes>
+__device__ __forceinline__ void cp_async_ca(void* smem, const void* gmem, int src_bytes = kBytes) {
+  static_assert(kBytes == 4 || kBytes == 8 || kBytes == 16, "cp.async copies 4, 8 or 16 bytes");
+#if __CUDA_ARCH__ >= 800
+  const unsigned int dst = static_cast<unsigned int>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(gmem),
+               "n"(kBytes), "r"(src_bytes)
+               : "memory");
+#else
+  unsigned char* d = static_cast<unsigned char*>(smem);
+  const unsigned char* s = static_cast<const unsigned char*>(gmem);
+  for (int i = 0; i < kBytes; ++i) d[i] = i < src_bytes ? s[i] : 0;
+#endif
+}
+
+__device__ __forceinline__ void cp_async_cg(void* smem, const void* gmem, int src_bytes = 16) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned int dst = static_cast<unsigned int>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
+               "r"(src_bytes)
+               : "memory");
+#else
+  cp_async_ca<16>(smem, gmem, src_bytes);
+#endif
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+#endif
+}
+
+__device__ __forceinline__ float cvt_rna_tf32(float x) {
+#if __CUDA_ARCH__ >= 800
+  unsigned int u;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(u) : "f"(x));
+  return __uint_as_float(u);
+#else
+  const unsigned int u = __float_as_uint(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return __uint_as_float(0x7fffffffu);
+  if ((u & 0x7fffffffu) == 0x7f800000u) return x;
+  return __uint_as_float((u + 0x1000u) & 0xffffe000u);
+#endif
+}
+
+__device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const float (&a)[4],
+                                                 const float (&b)[2], const float (&c)[4]) {
+#if __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%10,%11,%12,%13};\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+      : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])),
+        "r"(__float_as_uint(a[3])), "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])),
+        "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#else
+  // The same product from the fragment layouts: lane (g, t) needs row g and
+  // g + 8 of A (held by lanes 4g .. 4g+3) and columns 2t, 2t + 1 of B.
+  const int lane = threadIdx.x % 32;
+  const int g = lane >> 2, t = lane & 3;
+  float acc[4] = {c[0], c[1], c[2], c[3]};
+  for (int k = 0; k < 8; ++k) {
+    const int half = k >> 2;  // a0/a1 and b0 hold k < 4, a2/a3 and b1 k >= 4
+    const float a_lo = __shfl_sync(0xffffffffu, a[2 * half], 4 * g + (k & 3));
+    const float a_hi = __shfl_sync(0xffffffffu, a[2 * half + 1], 4 * g + (k & 3));
+    const float b0 = __shfl_sync(0xffffffffu, b[half], 4 * (2 * t) + (k & 3));
+    const float b1 = __shfl_sync(0xffffffffu, b[half], 4 * (2 * t + 1) + (k & 3));
+    const float ta = __uint_as_float(__float_as_uint(a_lo) & 0xffffe000u);
+    const float tb = __uint_as_float(__float_as_uint(a_hi) & 0xffffe000u);
+    const float u0 = __uint_as_float(__float_as_uint(b0) & 0xffffe000u);
+    const float u1 = __uint_as_float(__float_as_uint(b1) & 0xffffe000u);
+    acc[0] = fmaf(ta, u0, acc[0]);
+    acc[1] = fmaf(ta, u1, acc[1]);
+    acc[2] = fmaf(tb, u0, acc[2]);
+    acc[3] = fmaf(tb, u1, acc[3]);
+  }
+  for (int i = 0; i < 4; ++i) d[i] = acc[i];
+#endif
+}
+
+template <int kCount, bool kTrans = false>
+__device__ __forceinline__ void ldmatrix(std::uint32_t (&out)[kCount], const void* row) {
+  static_assert(kCount == 1 || kCount == 2 || kCount == 4, "ldmatrix loads .x1, .x2 or .x4");
+  const unsigned int addr = static_cast<unsigned int>(__cvta_generic_to_shared(row));
+  if constexpr (kCount == 1 && !kTrans) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n"
+                 : "=r"(out[0]) : "r"(addr));
+  } else if constexpr (kCount == 1) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n"
+                 : "=r"(out[0]) : "r"(addr));
+  } else if constexpr (kCount == 2 && !kTrans) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(out[0]), "=r"(out[1]) : "r"(addr));
+  } else if constexpr (kCount == 2) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(out[0]), "=r"(out[1]) : "r"(addr));
+  } else if constexpr (!kTrans) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(out[0]), "=r"(out[1]), "=r"(out[2]), "=r"(out[3]) : "r"(addr));
+  } else {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(out[0]), "=r"(out[1]), "=r"(out[2]), "=r"(out[3]) : "r"(addr));
+  }
 }
 }  // namespace dc
 
@@ -60,6 +197,42 @@ inline void vstore(T* p, const V& v) {
   ::dc::emu::check_vector_alignment(p, alignof(V), "store");
   __builtin_memcpy(p, &v, sizeof(V));
 }
+
+template <typename T>
+inline T lds(const T* p) {
+  ::dc::emu::check_shared_read(p, sizeof(T));
+  return *p;
+}
+inline void check_shared(const void* p, std::size_t bytes) {
+  ::dc::emu::check_shared_read(p, bytes);
+}
+
+template <int kBytes>
+inline void cp_async_ca(void* smem, const void* gmem, int src_bytes = kBytes) {
+  static_assert(kBytes == 4 || kBytes == 8 || kBytes == 16, "cp.async copies 4, 8 or 16 bytes");
+  ::dc::emu::cp_async(smem, gmem, kBytes, src_bytes, false);
+}
+inline void cp_async_cg(void* smem, const void* gmem, int src_bytes = 16) {
+  ::dc::emu::cp_async(smem, gmem, 16, src_bytes, true);
+}
+inline void cp_async_commit() { ::dc::emu::cp_async_commit(); }
+template <int kPending>
+inline void cp_async_wait() {
+  ::dc::emu::cp_async_wait(kPending);
+}
+
+inline float cvt_rna_tf32(float x) { return ::dc::emu::cvt_rna_tf32(x); }
+
+inline void mma_m16n8k8_tf32(float (&d)[4], const float (&a)[4], const float (&b)[2],
+                             const float (&c)[4]) {
+  ::dc::emu::mma_m16n8k8_tf32(d, a, b, c);
+}
+
+template <int kCount, bool kTrans = false>
+inline void ldmatrix(std::uint32_t (&out)[kCount], const void* row) {
+  static_assert(kCount == 1 || kCount == 2 || kCount == 4, "ldmatrix loads .x1, .x2 or .x4");
+  ::dc::emu::ldmatrix(out, kCount, kTrans, row);
+}
 }  // namespace dc
 
 #endif
@@ -74,4 +247,16 @@ inline void vstore(T* p, const V& v) {
 #define DC_GPU_CONFIG 1
 #else
 #define DC_GPU_CONFIG 0
+#endif
+
+// Whether the code being compiled may pipeline through cp.async: the
+// emulator (which checks it) and GPUs from sm_80 on. Older GPUs' kernels
+// keep register staging (kernels/conv.cuh), and so does a build with
+// -DDC_DISABLE_CP_ASYNC: GPGPU-Sim's PTX front end knows neither cp.async
+// nor mma.sync / ldmatrix (only wmma), so the simulated-GPU job builds the
+// sm_75 main loop for its sm_86 target (and runs fp32 only).
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800) || defined(DC_DISABLE_CP_ASYNC)
+#define DC_HAS_CP_ASYNC 0
+#else
+#define DC_HAS_CP_ASYNC 1
 #endif

@@ -89,6 +89,13 @@ class LaunchConfigError : public Error {
   using Error::Error;
   ~LaunchConfigError() override;
 };
+// A shared-memory read (or a cp.async into it) that races with a cp.async:
+// the data is not yet visible to the reading thread (async_copy.cpp).
+class AsyncCopyError : public Error {
+ public:
+  using Error::Error;
+  ~AsyncCopyError() override;
+};
 
 // ---- per-OS-thread execution context ----------------------------------------
 struct Worker;
@@ -104,6 +111,9 @@ struct Context {
   Worker* worker;  // the OS thread's scheduler state
   Launch* launch;
   const char* kernel_name;
+  // The running block has issued a cp.async: shared reads made through
+  // dc::lds / ldmatrix are checked against the copies not yet visible.
+  bool async_active;
 };
 
 namespace detail {
@@ -141,10 +151,53 @@ inline void check_vector_alignment(const void* p, std::size_t align, const char*
 enum class BarrierKind : int { kPlain, kCount, kAnd, kOr };
 int sync_threads(const char* site, BarrierKind kind, int predicate);
 
-enum class WarpOp : int { kSync, kBallot, kAny, kAll, kShfl, kShflUp, kShflDown, kShflXor };
+enum class WarpOp : int {
+  kSync, kBallot, kAny, kAll, kShfl, kShflUp, kShflDown, kShflXor, kCompute
+};
 std::uint64_t warp_collective(const char* site, WarpOp op, unsigned int mask, std::uint64_t value,
                               int arg, int width);
 unsigned int active_mask();
+
+// A warp-wide instruction whose result is computed once for the warp
+// (mma.sync, ldmatrix): every lane in `mask` posts a pointer to its own
+// operands and result slots; once all of them have arrived, fn(lanes, mask)
+// runs with lanes[l] = lane l's pointer (null outside the mask) while every
+// lane is suspended, its locals alive, and writes each lane's results.
+// `what` names the instruction in divergence messages; lanes meeting at
+// different instructions (different fn) is a divergence.
+using WarpComputeFn = void (*)(void* const* lanes, unsigned int mask);
+void warp_compute(const char* what, unsigned int mask, void* lane_data, WarpComputeFn fn);
+
+// ---- warp matrix instructions, lane by lane from the PTX ISA (warp_matrix.cpp) ----
+// cvt.rna.tf32.f32: round to 10 mantissa bits, ties away from zero; the low
+// 13 bits of the result are 0. Inf stays Inf, a finite value past the
+// largest TF32 rounds to Inf, NaN becomes the canonical 0x7fffffff.
+float cvt_rna_tf32(float x);
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 for the calling lane:
+// a[4], b[2], c[4] are its fragments (PTX ISA "Matrix Fragments for
+// mma.m16n8k8", .tf32), d[4] receives its part of D = A * B + C.
+void mma_m16n8k8_tf32(float* d, const float* a, const float* b, const float* c);
+// ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16: `row` is this
+// lane's row address (lanes 8i .. 8i+7 give matrix i's rows); out[i]
+// receives this lane's 32 bits of matrix i.
+void ldmatrix(std::uint32_t* out, int count, bool trans, const void* row);
+
+// ---- cp.async (async_copy.cpp) ------------------------------------------------------
+// The copies land (are performed) when the issuing thread's wait_group
+// covers their group; until then the destination holds what it held (race
+// check mode: poison). A landed copy is visible to its thread at once and to
+// the block's other threads after the next __syncthreads; reading it
+// earlier through dc::lds / ldmatrix, or issuing a copy over bytes another
+// thread's copy has not yet published, raises AsyncCopyError.
+void cp_async(void* shared_dst, const void* global_src, int cp_bytes, int src_bytes,
+              bool cache_global);
+void cp_async_commit();
+void cp_async_wait(int pending_groups);  // cp.async.wait_group N
+[[noreturn]] void throw_async_read(const void* p, std::size_t bytes);
+bool async_read_ready(const void* p, std::size_t bytes);
+inline void check_shared_read(const void* p, std::size_t bytes) {
+  if (detail::tl_context.async_active && !async_read_ready(p, bytes)) throw_async_read(p, bytes);
+}
 
 template <typename T>
 inline T shuffle(const char* site, WarpOp op, unsigned int mask, T var, int arg, int width) {
@@ -243,7 +296,9 @@ constexpr int warpSize = 32;
   ::dc::emu::sync_threads(DC_EMU_SITE, ::dc::emu::BarrierKind::kAnd, (pred) ? 1 : 0)
 #define __syncthreads_or(pred) \
   ::dc::emu::sync_threads(DC_EMU_SITE, ::dc::emu::BarrierKind::kOr, (pred) ? 1 : 0)
-#define __syncwarp(...) ::dc::emu::detail::syncwarp_at(DC_EMU_SITE, ##__VA_ARGS__)
+// __VA_OPT__, not ##__VA_ARGS__: the latter keeps the comma of an empty
+// __syncwarp() in strict (-std=c++17) mode.
+#define __syncwarp(...) ::dc::emu::detail::syncwarp_at(DC_EMU_SITE __VA_OPT__(, ) __VA_ARGS__)
 #define __ballot_sync(mask, pred)                                                           \
   static_cast<unsigned int>(::dc::emu::warp_collective(DC_EMU_SITE, ::dc::emu::WarpOp::kBallot, \
                                                        (mask), (pred) ? 1 : 0, 0, 32))

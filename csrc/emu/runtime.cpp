@@ -36,6 +36,7 @@ Error::~Error() = default;
 BarrierDivergence::~BarrierDivergence() = default;
 MisalignedAccess::~MisalignedAccess() = default;
 LaunchConfigError::~LaunchConfigError() = default;
+AsyncCopyError::~AsyncCopyError() = default;
 
 namespace detail {
 __thread Context tl_context __attribute__((tls_model("initial-exec")));
@@ -131,8 +132,13 @@ const char* warp_op_name(WarpOp op) {
     case WarpOp::kShflUp: return "__shfl_up_sync";
     case WarpOp::kShflDown: return "__shfl_down_sync";
     case WarpOp::kShflXor: return "__shfl_xor_sync";
+    case WarpOp::kCompute: return "a warp-wide instruction";
   }
   return "warp collective";
+}
+
+const char* warp_wait_name(const ThreadState& t) {
+  return t.warp_op == WarpOp::kCompute ? t.site : warp_op_name(t.warp_op);
 }
 
 std::string describe_wait(const ThreadState& t) {
@@ -143,8 +149,9 @@ std::string describe_wait(const ThreadState& t) {
   } else if (t.status == ThreadStatus::kAtBarrier) {
     out << " waits at " << barrier_name(t.barrier_kind) << " at " << t.site;
   } else if (t.status == ThreadStatus::kAtWarp) {
-    out << " waits at " << warp_op_name(t.warp_op) << "(mask 0x" << std::hex << t.mask << std::dec
-        << ") at " << t.site;
+    out << " waits at " << warp_wait_name(t) << "(mask 0x" << std::hex << t.mask << std::dec
+        << ")";
+    if (t.warp_op != WarpOp::kCompute) out << " at " << t.site;
   } else {
     out << " is running";
   }
@@ -154,6 +161,10 @@ std::string describe_wait(const ThreadState& t) {
 bool same_site(const char* a, const char* b) { return a == b || std::strcmp(a, b) == 0; }
 
 }  // namespace
+
+std::string where_thread() {
+  return where() + ", thread " + format_index(tl_context.thread_idx);
+}
 
 [[noreturn]] void throw_misaligned(const void* p, std::size_t align, const char* what) {
   const Context& c = tl_context;
@@ -323,6 +334,18 @@ void suspend_current(Worker& w) {
 void compute_warp_results(Worker& w, int base, unsigned int mask) {
   const ThreadState& first = *w.thread_ptrs[base + __builtin_ctz(mask)];
   const WarpOp op = first.warp_op;
+  if (op == WarpOp::kCompute) {
+    void* lanes[32] = {};
+    for (unsigned int m = mask; m != 0; m &= m - 1) {
+      const int lane = __builtin_ctz(m);
+      lanes[lane] = w.thread_ptrs[base + lane]->lane_data;
+    }
+    first.compute(lanes, mask);
+    for (unsigned int m = mask; m != 0; m &= m - 1) {
+      w.thread_ptrs[base + __builtin_ctz(m)]->status = ThreadStatus::kRunnable;
+    }
+    return;
+  }
   const int width = first.width;
   if (op != WarpOp::kSync && (width < 1 || width > 32 || (width & (width - 1)) != 0)) {
     throw Error(where() + ": " + warp_op_name(op) + " width " + std::to_string(width) +
@@ -385,6 +408,12 @@ bool resolve_warps(Worker& w) {
     const int base = t.warp * 32;
     const int lanes = std::min(32, n - base);
     const unsigned int present = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
+    if (t.warp_op == WarpOp::kCompute && (t.mask & present) != t.mask) {
+      // .aligned instructions need every lane of a full warp.
+      throw BarrierDivergence(where() + ": " + describe_wait(t) + ", but warp " +
+                              std::to_string(t.warp) + " has only " + std::to_string(lanes) +
+                              " threads");
+    }
     if (((t.mask >> t.lane) & 1u) == 0) {
       throw Error(where() + ": " + describe_wait(t) + ", but its mask does not include its own lane " +
                   std::to_string(t.lane));
@@ -393,7 +422,7 @@ bool resolve_warps(Worker& w) {
     for (unsigned int m = mask; m != 0; m &= m - 1) {
       const ThreadState& u = *w.thread_ptrs[base + __builtin_ctz(m)];
       const bool matches = u.status == ThreadStatus::kAtWarp && u.warp_op == t.warp_op &&
-                           u.mask == t.mask;
+                           u.mask == t.mask && u.compute == t.compute;
       if (!matches) {
         throw BarrierDivergence(where() + ": warp " + std::to_string(t.warp) +
                                 " cannot complete a collective: " + describe_wait(t) + ", but " +
@@ -437,6 +466,7 @@ bool resolve_barrier(Worker& w, std::uint64_t block_linear) {
     w.thread_ptrs[i]->barrier_result = result;
     w.thread_ptrs[i]->status = ThreadStatus::kRunnable;
   }
+  if (w.async.used) async_barrier(w);
   ++w.phase;
   choose_order(w, block_linear);
   return true;
@@ -449,6 +479,7 @@ void run_block(Worker& w, std::uint64_t block_linear) {
                           static_cast<unsigned int>(block_linear / grid.x % grid.y),
                           static_cast<unsigned int>(block_linear / (std::uint64_t{grid.x} * grid.y))};
   std::memset(w.arena, launch.race_check ? kPoisonByte : 0, w.arena_used);
+  if (w.async.used) async_block_start(w);
 
   // The threads' states are set up only if the loop below breaks: a block
   // that never meets a rendezvous needs none of them.
@@ -518,6 +549,7 @@ void prepare_worker(Worker& w, Launch& launch) {
 }
 
 void finish_worker() {
+  tl_context.async_active = false;
   tl_context.launch = nullptr;
   tl_context.worker = nullptr;
   tl_context.thread = nullptr;
@@ -714,8 +746,20 @@ std::uint64_t warp_collective(const char* site, WarpOp op, unsigned int mask, st
   t.value = value;
   t.arg = arg;
   t.width = width;
+  t.compute = nullptr;
   suspend_current(*tl_context.worker);
   return t.warp_result;
+}
+
+void warp_compute(const char* what, unsigned int mask, void* lane_data, WarpComputeFn fn) {
+  ThreadState& t = calling_thread(what);
+  t.status = ThreadStatus::kAtWarp;
+  t.site = what;
+  t.warp_op = WarpOp::kCompute;
+  t.mask = mask;
+  t.lane_data = lane_data;
+  t.compute = fn;
+  suspend_current(*tl_context.worker);
 }
 
 unsigned int active_mask() {

@@ -7,6 +7,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -49,7 +50,45 @@ struct ThreadState {
   int arg = 0;
   int width = 32;
   std::uint64_t warp_result = 0;
+  // At a warp-wide instruction (WarpOp::kCompute).
+  void* lane_data = nullptr;
+  WarpComputeFn compute = nullptr;
 };
+
+// cp.async bookkeeping of one emulated thread (async_copy.cpp). Groups are
+// numbered from 1 in commit order; copies not yet committed carry group
+// committed + 1.
+struct AsyncCopy {
+  char* dst;
+  const char* src;
+  int cp_bytes;
+  int src_bytes;
+  int group;
+};
+struct AsyncThread {
+  std::vector<AsyncCopy> pending;
+  int committed = 0;
+};
+
+// What a block's cp.async copies have done to its shared memory, per 4-byte
+// word: 0 = visible to every thread; owner + 1 = a copy by thread `owner`
+// is in flight; kAsyncLanded | (owner + 1) = landed, visible to the owner
+// only until the next __syncthreads. Kept only for blocks that issue a
+// cp.async, and cleared through `touched`, so other blocks pay nothing.
+constexpr std::uint16_t kAsyncLanded = 0x8000;
+struct AsyncState {
+  bool used = false;
+  std::vector<AsyncThread> threads;
+  std::vector<std::uint16_t> words;    // kMaxSharedBytes / 4 entries once used
+  std::vector<std::uint32_t> touched;  // words set since the block started
+  std::vector<std::uint32_t> landed;   // words landed since the last barrier
+};
+// "kernel 'name', block (x,y,z), thread (x,y,z)" for error messages.
+std::string where_thread();
+
+// Start of a block, and a resolved barrier: what async_copy.cpp must do then.
+void async_block_start(struct Worker& w);
+void async_barrier(struct Worker& w);
 
 struct Launch {
   const LaunchSpec* spec = nullptr;
@@ -96,6 +135,8 @@ struct Worker {
   std::vector<std::unique_ptr<Fiber>> fibers;
   std::size_t fibers_in_use = 0;
   Fiber* current_fiber = nullptr;
+
+  AsyncState async;  // cp.async copies of the block being run
 };
 
 }  // namespace dc::emu

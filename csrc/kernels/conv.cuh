@@ -21,10 +21,14 @@
 // Main loop, per block: a kBlockM x kBlockN tile of the result. Each stage
 // covers kBlockK reduction steps of both operands, staged in shared memory
 // (k-major, so a thread's kThreadM / kThreadN operands are adjacent; two
-// buffers, one barrier per stage), and every thread multiplies its
-// kThreadM x kThreadN register tile, written as
-// acc[i][j] = fma(a[i], b[j], acc[i][j]) with j innermost and fully unrolled:
-// g++ turns each row into packed FMAs on the emulator (DESIGN §3). Tile sizes
+// buffers, one barrier per stage), and multiplied by the tile's math policy
+// (kernels/conv_mainloop.cuh): ConvTile's ConvMathSimt, where every thread
+// multiplies its kThreadM x kThreadN register tile, written as
+// acc[i][j] = fma(a[i], b[j], acc[i][j]) with j innermost and fully unrolled
+// (g++ turns each row into packed FMAs on the emulator, DESIGN §3), or
+// ConvMmaTile's ConvMathTf32 (tensor cores, TF32), which
+// conv_launch_implicit_gemm substitutes for float when the process asked for
+// TF32 (kernels/conv_precision.h). Tile sizes
 // are template parameters; the launchers pick them per build from
 // ops/conv_tiles.cuh (128x128x8 with 8x8 per thread on a GPU; 128x64x32 with
 // 8x16 per thread on the emulator: a deep K step, since every barrier
@@ -51,14 +55,21 @@
 #include "common/launch.cuh"
 #include "common/portable.cuh"
 #include "kernels/conv_params.cuh"
+#include "kernels/conv_precision.h"
 
 namespace dc {
 
 __device__ __forceinline__ float conv_fma(float a, float b, float c) { return fmaf(a, b, c); }
 __device__ __forceinline__ double conv_fma(double a, double b, double c) { return fma(a, b, c); }
 
+}  // namespace dc
+
+#include "kernels/conv_mainloop.cuh"  // the math policies: SIMT FMAs, TF32 mma.sync
+
+namespace dc {
+
 template <int kBlockM_, int kBlockN_, int kBlockK_, int kThreadM_, int kThreadN_,
-          int kMinBlocks_ = 1>
+          int kMinBlocks_ = 1, int kStages_ = 2>
 struct ConvTile {
   static constexpr int kBlockM = kBlockM_;    // GEMM rows per block
   static constexpr int kBlockN = kBlockN_;    // GEMM columns per block
@@ -68,7 +79,36 @@ struct ConvTile {
   static constexpr int kThreadsN = kBlockN / kThreadN;
   static constexpr int kThreads = (kBlockM / kThreadM) * kThreadsN;
   static constexpr int kMinBlocks = kMinBlocks_;  // __launch_bounds__ occupancy goal
+  // Shared-memory stages: 2 stages by registers (every build), 3 or more a
+  // cp.async ring (sm_80 on; conv_mainloop_multistage).
+  static constexpr int kStages = kStages_;
   static_assert(kBlockM % kThreadM == 0 && kBlockN % kThreadN == 0, "whole register tiles");
+  using Math = ConvMathSimt<kBlockM, kBlockN, kThreadM, kThreadN>;
+};
+
+// A tensor-core tile: the same block and stage as a ConvTile, kWarpsM x
+// kWarpsN warps each multiplying its share with TF32 mma.sync.
+template <int kBlockM_, int kBlockN_, int kBlockK_, int kWarpsM, int kWarpsN, int kMinBlocks_ = 1,
+          int kStages_ = 2>
+struct ConvMmaTile {
+  static constexpr int kBlockM = kBlockM_;
+  static constexpr int kBlockN = kBlockN_;
+  static constexpr int kBlockK = kBlockK_;
+  static constexpr int kThreads = kWarpsM * kWarpsN * 32;
+  static constexpr int kMinBlocks = kMinBlocks_;
+  static constexpr int kStages = kStages_;
+  using Math = ConvMathTf32<kBlockM, kBlockN, kWarpsM, kWarpsN>;
+};
+
+// The TF32 twin of a ConvTile: same block, stage and thread count (so the
+// same loaders and split-K plan), warps laid out by conv_warp_grid.
+template <typename Tile>
+struct ConvTf32TileFor {
+  static constexpr ConvWarpGrid kGrid =
+      conv_warp_grid(Tile::kBlockM, Tile::kBlockN, Tile::kThreads);
+  static_assert(kGrid.m * kGrid.n * 32 == Tile::kThreads, "whole warps");
+  using type = ConvMmaTile<Tile::kBlockM, Tile::kBlockN, Tile::kBlockK, kGrid.m, kGrid.n,
+                           Tile::kMinBlocks, Tile::kStages>;
 };
 
 // How the kCols x kDepth operand tile is spread over kThreads threads: a
@@ -118,52 +158,49 @@ using ConvTileLoadFor =
 
 namespace dc {
 
+// Whether a loader can stage its operand with cp.async: it says so with
+// kAsync and has copy_async<kCount>(pass, k, k_end, dst, dst_stride), which
+// copies the kCount values load() would return, element i to
+// dst[i * dst_stride], zero-filling where load() returns 0. (The k-major
+// stage puts consecutive k a row apart, so the copies are element-wide.)
+template <typename Loader, typename = void>
+struct ConvLoaderAsync : std::false_type {};
+template <typename Loader>
+struct ConvLoaderAsync<Loader, std::void_t<decltype(Loader::kAsync)>>
+    : std::integral_constant<bool, Loader::kAsync> {};
+
+// One element of a copy_async: `src` (null: a zero) into shared `dst`.
+// `any` is a valid, aligned global address for the zero-filling form, which
+// reads nothing from it.
+template <typename T>
+__device__ __forceinline__ void conv_copy_element_async(T* dst, const T* src, const T* any) {
+  cp_async_ca<sizeof(T)>(dst, src != nullptr ? src : any, src != nullptr ? int(sizeof(T)) : 0);
+}
+
+// Whether conv_implicit_gemm_kernel runs Pass under Tile as a cp.async ring.
 template <typename Pass, typename Tile>
-__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
-    conv_implicit_gemm_kernel(Pass pass,
-                              typename Pass::Scalar* partial,  // (splits, groups, M, N) or null
-                              int splits, int k_per_split) {
+constexpr bool conv_uses_multistage() {
+  return Tile::kStages >= 3 && DC_HAS_CP_ASYNC && ConvLoaderAsync<typename Pass::ALoader>::value &&
+         ConvLoaderAsync<typename Pass::BLoader>::value && !Pass::ALoader::kRuns;
+}
+
+// The main loop with two stages staged through registers (every build; the
+// only one on sm_75): after multiplying stage s, each thread fetches stage
+// s + 1 into the other buffer, so one barrier per stage suffices (a buffer is
+// rewritten only after every thread has passed the barrier that ends its
+// reads). The fetch follows the multiply rather than overlapping it: the
+// staging registers would push the 8x8 float tile past the 128 registers
+// that two blocks per SM allow; the other resident block hides the latency.
+template <typename Pass, typename Tile, typename LoadA, typename LoadB, typename Acc>
+__device__ __forceinline__ void conv_mainloop_double_buffer(
+    const Pass& pass, const typename Pass::ALoader (&a_load)[LoadA::kColIters],
+    const typename Pass::BLoader (&b_load)[LoadB::kColIters], int k_begin, int k_end,
+    const typename Tile::Math& math, Acc& acc) {
   using T = typename Pass::Scalar;
-  using LoadA =
-      ConvTileLoadFor<typename Pass::ALoader, Tile::kBlockM, Tile::kBlockK, Tile::kThreads>;
-  using LoadB = ConvTileLoad<Tile::kBlockN, Tile::kBlockK, Tile::kThreads>;
-  // Two stages: after multiplying stage s, each thread fetches stage s + 1
-  // into the other buffer, so one barrier per stage suffices (a buffer is
-  // rewritten only after every thread has passed the barrier that ends its
-  // reads). The fetch follows the multiply rather than overlapping it: the
-  // staging registers would push the 8x8 float tile past the 128 registers
-  // that two blocks per SM allow; the other resident block hides the latency.
-  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockM], a_tile);
-  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockN], b_tile);
-
+  using Math = typename Tile::Math;
+  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockM + Math::kPadA], a_tile);
+  DC_SHARED(T[2][Tile::kBlockK][Tile::kBlockN + Math::kPadB], b_tile);
   const int tid = threadIdx.x;
-  const int group = blockIdx.z / splits;
-  const int split = blockIdx.z - group * splits;
-  const std::int64_t m0 = std::int64_t(blockIdx.x) * Tile::kBlockM;
-  const int n0 = blockIdx.y * Tile::kBlockN;
-  const std::int64_t gemm_m = pass.gemm_m();
-  const int gemm_n = pass.gemm_n();
-  const int k_begin = split * k_per_split;
-  const int k_end = min(pass.gemm_k(), k_begin + k_per_split);
-
-  typename Pass::ALoader a_load[LoadA::kColIters];
-  typename Pass::BLoader b_load[LoadB::kColIters];
-#pragma unroll
-  for (int it = 0; it < LoadA::kColIters; ++it) {
-    a_load[it].init(pass, group, m0 + LoadA::col(tid, it));
-  }
-#pragma unroll
-  for (int it = 0; it < LoadB::kColIters; ++it) {
-    b_load[it].init(pass, group, n0 + LoadB::col(tid, it));
-  }
-
-  T acc[Tile::kThreadM][Tile::kThreadN];
-#pragma unroll
-  for (int i = 0; i < Tile::kThreadM; ++i)
-#pragma unroll
-    for (int j = 0; j < Tile::kThreadN; ++j) acc[i][j] = T(0);
-  const int tm = (tid / Tile::kThreadsN) * Tile::kThreadM;
-  const int tn = (tid % Tile::kThreadsN) * Tile::kThreadN;
 
   T a_regs[LoadA::kColIters][LoadA::kCount];
   T b_regs[LoadB::kColIters][LoadB::kCount];
@@ -200,31 +237,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   __syncthreads();
   int stage = 0;
   for (int k0 = k_begin; k0 < k_end; k0 += Tile::kBlockK) {
-    // The register tile. `#pragma unroll` is nvcc's spelling, `GCC unroll`
-    // g++'s (each compiler ignores the other's): fully unrolled before g++
-    // vectorises, the j rows become packed FMAs; left to the loop
-    // vectoriser, g++ shuffled the accumulators every step (6x the
-    // instructions).
-#pragma unroll
-    for (int kk = 0; kk < Tile::kBlockK; ++kk) {
-      const T* a_row = &a_tile[stage][kk][0] + tm;
-      const T* b_row = &b_tile[stage][kk][0] + tn;
-      T a[Tile::kThreadM];
-      T b[Tile::kThreadN];
-#pragma unroll
-#pragma GCC unroll 16
-      for (int i = 0; i < Tile::kThreadM; ++i) a[i] = a_row[i];
-#pragma unroll
-#pragma GCC unroll 16
-      for (int j = 0; j < Tile::kThreadN; ++j) b[j] = b_row[j];
-#pragma unroll
-#pragma GCC unroll 16
-      for (int i = 0; i < Tile::kThreadM; ++i) {
-#pragma unroll
-#pragma GCC unroll 16
-        for (int j = 0; j < Tile::kThreadN; ++j) acc[i][j] = conv_fma(a[i], b[j], acc[i][j]);
-      }
-    }
+    math.multiply(a_tile[stage], b_tile[stage], acc);
     if (k0 + Tile::kBlockK < k_end) {
       fetch(k0 + Tile::kBlockK);
       stash(stage ^ 1);
@@ -232,26 +245,193 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     __syncthreads();
     stage ^= 1;
   }
+}
+
+// The main loop as a ring of kStages shared-memory stages filled by
+// cp.async (sm_80 on; CUTLASS's "multistage"): kStages - 1 stages are in
+// flight while one is multiplied, and no staging registers are needed. At
+// the top of iteration t, wait_group kStages - 2 lands stage t (this
+// thread's copies) and the barrier publishes it (everyone's) and also ends
+// every read of stage t - 1, whose slot the copies of stage
+// t + kStages - 1 then refill: one barrier per stage. Each stage is one
+// commit group, empty past the end, so the wait count stays exact.
+template <typename Pass, typename Tile, typename LoadA, typename LoadB, typename Acc>
+__device__ __forceinline__ void conv_mainloop_multistage(
+    const Pass& pass, const typename Pass::ALoader (&a_load)[LoadA::kColIters],
+    const typename Pass::BLoader (&b_load)[LoadB::kColIters], int k_begin, int k_end,
+    const typename Tile::Math& math, Acc& acc) {
+  using T = typename Pass::Scalar;
+  using Math = typename Tile::Math;
+  constexpr int kStages = Tile::kStages;
+  constexpr int kLdA = Tile::kBlockM + Math::kPadA;
+  constexpr int kLdB = Tile::kBlockN + Math::kPadB;
+  DC_SHARED(T[kStages][Tile::kBlockK][kLdA], a_ring);
+  DC_SHARED(T[kStages][Tile::kBlockK][kLdB], b_ring);
+  const int tid = threadIdx.x;
+  const int tiles = k_begin < k_end ? (k_end - k_begin + Tile::kBlockK - 1) / Tile::kBlockK : 0;
+
+  const auto issue = [&](int tile) {
+    if (tile < tiles) {
+      const int k0 = k_begin + tile * Tile::kBlockK;
+      const int slot = tile % kStages;
+#pragma unroll
+      for (int it = 0; it < LoadA::kColIters; ++it)
+        a_load[it].template copy_async<LoadA::kCount>(
+            pass, k0 + LoadA::row(tid), k_end, &a_ring[slot][LoadA::row(tid)][LoadA::col(tid, it)],
+            kLdA);
+#pragma unroll
+      for (int it = 0; it < LoadB::kColIters; ++it)
+        b_load[it].template copy_async<LoadB::kCount>(
+            pass, k0 + LoadB::row(tid), k_end, &b_ring[slot][LoadB::row(tid)][LoadB::col(tid, it)],
+            kLdB);
+    }
+    cp_async_commit();
+  };
 
 #pragma unroll
-  for (int i = 0; i < Tile::kThreadM; ++i) {
-    const std::int64_t m = m0 + tm + i;
+  for (int s = 0; s < kStages - 1; ++s) issue(s);
+  for (int tile = 0; tile < tiles; ++tile) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();
+    issue(tile + kStages - 1);
+    math.template multiply<true>(a_ring[tile % kStages], b_ring[tile % kStages], acc);
+  }
+  cp_async_wait<0>();  // only empty groups remain; leaves nothing in flight
+}
+
+// The epilogue straight from the accumulators: each thread writes its own
+// elements (partial sums into the split-K workspace, else pass.out after
+// pass.finish).
+template <typename Pass, typename Tile, typename Acc>
+__device__ __forceinline__ void conv_epilogue_direct(const Pass& pass,
+                                                     typename Pass::Scalar* partial, int group,
+                                                     int split, std::int64_t m0, int n0,
+                                                     const typename Tile::Math& math,
+                                                     const Acc& acc) {
+  using T = typename Pass::Scalar;
+  using Math = typename Tile::Math;
+  const std::int64_t gemm_m = pass.gemm_m();
+  const int gemm_n = pass.gemm_n();
+  // Rows grow with i under every policy, so the first row past the end ends
+  // the epilogue.
+#pragma unroll
+  for (int i = 0; i < Math::kAccM; ++i) {
+    const std::int64_t m = m0 + math.row(i);
     if (m >= gemm_m) break;
     if (partial != nullptr) {
       T* row = partial + ((std::int64_t(split) * pass.groups() + group) * gemm_m + m) * gemm_n;
 #pragma unroll
-      for (int j = 0; j < Tile::kThreadN; ++j)
-        if (n0 + tn + j < gemm_n) row[n0 + tn + j] = acc[i][j];
+      for (int j = 0; j < Math::kAccN; ++j) {
+        const int n = n0 + math.col(j);
+        if (n < gemm_n) row[n] = acc[i][j];
+      }
     } else {
       const std::int64_t base = pass.out_offset(group, m);
       const std::int64_t stride = pass.out_stride();
 #pragma unroll
-      for (int j = 0; j < Tile::kThreadN; ++j) {
-        const int n = n0 + tn + j;
+      for (int j = 0; j < Math::kAccN; ++j) {
+        const int n = n0 + math.col(j);
         if (n < gemm_n) pass.out[base + n * stride] = pass.finish(group, n, acc[i][j]);
       }
     }
   }
+}
+
+// The epilogue through shared memory, one accumulator column j at a time:
+// the block's threads park column j of their accumulators (kChunkCols block
+// columns by kBlockM rows) in shared memory, then store it with consecutive
+// threads on consecutive rows m, which pass.out keeps adjacent (fprop's
+// pixels). The same pass.finish on the same sums: bitwise the direct
+// epilogue's results.
+template <typename Pass, typename Tile, typename Acc>
+__device__ __forceinline__ void conv_epilogue_through_shared(const Pass& pass, int group,
+                                                             std::int64_t m0, int n0,
+                                                             const typename Tile::Math& math,
+                                                             const Acc& acc) {
+  using T = typename Pass::Scalar;
+  using Math = typename Tile::Math;
+  constexpr int kLd = Tile::kBlockM + 1;  // odd: a column's threads spread over the banks
+  DC_SHARED(T[Math::kChunkCols][kLd], chunk);
+  const int tid = threadIdx.x;
+  const std::int64_t gemm_m = pass.gemm_m();
+  const int gemm_n = pass.gemm_n();
+  const std::int64_t stride = pass.out_stride();
+  const int slot = math.chunk_slot();
+  // A thread stores one row r (a whole number of rows per block of threads),
+  // so out_offset, a 64-bit division, is computed once.
+  static_assert(Tile::kThreads % Tile::kBlockM == 0, "each thread stores one row");
+  constexpr int kColsPerPass = Tile::kThreads / Tile::kBlockM;
+  const int r = tid % Tile::kBlockM;
+  const bool row_inside = m0 + r < gemm_m;
+  const std::int64_t base = row_inside ? pass.out_offset(group, m0 + r) : 0;
+#pragma unroll
+  for (int j = 0; j < Math::kAccN; ++j) {
+    __syncthreads();  // the previous column's stores have read the chunk
+#pragma unroll
+    for (int i = 0; i < Math::kAccM; ++i) chunk[slot][math.row(i)] = acc[i][j];
+    __syncthreads();
+#pragma unroll 1
+    for (int c = tid / Tile::kBlockM; c < Math::kChunkCols; c += kColsPerPass) {
+      const int n = n0 + Math::chunk_col(j, c);
+      if (row_inside && n < gemm_n) {
+        pass.out[base + n * stride] = pass.finish(group, n, lds(&chunk[c][r]));
+      }
+    }
+  }
+}
+
+template <typename Pass, typename Tile>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
+    conv_implicit_gemm_kernel(Pass pass,
+                              typename Pass::Scalar* partial,  // (splits, groups, M, N) or null
+                              int splits, int k_per_split) {
+  using T = typename Pass::Scalar;
+  using LoadA =
+      ConvTileLoadFor<typename Pass::ALoader, Tile::kBlockM, Tile::kBlockK, Tile::kThreads>;
+  using LoadB = ConvTileLoad<Tile::kBlockN, Tile::kBlockK, Tile::kThreads>;
+  using Math = typename Tile::Math;
+
+  const int tid = threadIdx.x;
+  const int group = blockIdx.z / splits;
+  const int split = blockIdx.z - group * splits;
+  const std::int64_t m0 = std::int64_t(blockIdx.x) * Tile::kBlockM;
+  const int n0 = blockIdx.y * Tile::kBlockN;
+  const int k_begin = split * k_per_split;
+  const int k_end = min(pass.gemm_k(), k_begin + k_per_split);
+
+  typename Pass::ALoader a_load[LoadA::kColIters];
+  typename Pass::BLoader b_load[LoadB::kColIters];
+#pragma unroll
+  for (int it = 0; it < LoadA::kColIters; ++it) {
+    a_load[it].init(pass, group, m0 + LoadA::col(tid, it));
+  }
+#pragma unroll
+  for (int it = 0; it < LoadB::kColIters; ++it) {
+    b_load[it].init(pass, group, n0 + LoadB::col(tid, it));
+  }
+
+  T acc[Math::kAccM][Math::kAccN];
+#pragma unroll
+  for (int i = 0; i < Math::kAccM; ++i)
+#pragma unroll
+    for (int j = 0; j < Math::kAccN; ++j) acc[i][j] = T(0);
+  const Math math(tid);
+
+  if constexpr (conv_uses_multistage<Pass, Tile>()) {
+    conv_mainloop_multistage<Pass, Tile, LoadA, LoadB>(pass, a_load, b_load, k_begin, k_end, math,
+                                                       acc);
+    // Outputs contiguous along m (fprop's y): through shared memory, so a
+    // warp stores 32 consecutive pixels of one channel instead of 32
+    // channels 8 apart.
+    if (partial == nullptr && pass.out_stride() != 1) {
+      conv_epilogue_through_shared<Pass, Tile>(pass, group, m0, n0, math, acc);
+      return;
+    }
+  } else {
+    conv_mainloop_double_buffer<Pass, Tile, LoadA, LoadB>(pass, a_load, b_load, k_begin, k_end,
+                                                          math, acc);
+  }
+  conv_epilogue_direct<Pass, Tile>(pass, partial, group, split, m0, n0, math, acc);
 }
 
 // Split-K epilogue: out(g, m, n) = finish(sum over splits s = 0, 1, ... of
@@ -322,13 +502,58 @@ std::size_t conv_implicit_gemm_workspace_bytes(const Pass& pass, const ConvSplit
          sizeof(typename Pass::Scalar);
 }
 
+// Whether conv_launch_implicit_gemm runs Pass under TF32: float passes,
+// when the process asked for it and the device has tensor cores that take
+// TF32 (sm_80 on; the emulator always).
+inline bool conv_device_has_tf32() {
+#if defined(__CUDACC__)
+  int device = 0;
+  int major = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+    return false;
+  }
+  return major >= 8;
+#else
+  return true;
+#endif
+}
+template <typename Pass>
+bool conv_uses_tf32() {
+  if constexpr (std::is_same<typename Pass::Scalar, float>::value) {
+    return conv_precision() == ConvPrecision::kTf32 && conv_device_has_tf32();
+  } else {
+    return false;
+  }
+}
+
+template <typename Tile, typename Pass>
+void conv_launch_tile(const char* name, const char* reduce_name, const Pass& pass,
+                      ConvSplitTarget target, void* workspace, std::size_t workspace_bytes,
+                      Stream stream);
+
 // Runs one implicit GEMM (kernel `name`) and, when its reduction is split,
 // its split-K epilogue (`reduce_name`); `workspace` must hold
-// conv_implicit_gemm_workspace_bytes for the same target.
+// conv_implicit_gemm_workspace_bytes for the same target. Under TF32 the
+// tile's TF32 twin runs (same block shape: same plan, same workspace).
 template <typename Tile, typename Pass>
 void conv_launch_implicit_gemm(const char* name, const char* reduce_name, const Pass& pass,
                                ConvSplitTarget target, void* workspace,
                                std::size_t workspace_bytes, Stream stream) {
+  if constexpr (std::is_same<typename Pass::Scalar, float>::value) {
+    if (conv_uses_tf32<Pass>()) {
+      conv_launch_tile<typename ConvTf32TileFor<Tile>::type>(name, reduce_name, pass, target,
+                                                             workspace, workspace_bytes, stream);
+      return;
+    }
+  }
+  conv_launch_tile<Tile>(name, reduce_name, pass, target, workspace, workspace_bytes, stream);
+}
+
+template <typename Tile, typename Pass>
+void conv_launch_tile(const char* name, const char* reduce_name, const Pass& pass,
+                      ConvSplitTarget target, void* workspace, std::size_t workspace_bytes,
+                      Stream stream) {
   using T = typename Pass::Scalar;
   const ConvSplitPlan plan = conv_implicit_gemm_plan<Tile>(pass, target);
   const std::int64_t m_tiles = (pass.gemm_m() + Tile::kBlockM - 1) / Tile::kBlockM;
@@ -370,16 +595,17 @@ struct ConvWorkspaceBytes {
 
 // Visitor for conv2d_<pass>_variant: the kernel name less its
 // "conv2d_<pass>_" prefix (e.g. "implicit_gemm_3x3"), with "+split_k" when
-// the reduction is split.
+// the reduction is split and "+tf32" when it runs on tensor cores.
 struct ConvVariantName {
   ConvSplitTarget target;
   const char* prefix;  // "conv2d_<pass>_"
 
   template <typename Pass, typename Tile>
   std::string operator()(const Pass& pass, Tile, const char* kernel_name) const {
-    const std::string variant = std::string(kernel_name).substr(std::strlen(prefix));
-    const bool split = conv_implicit_gemm_plan<Tile>(pass, target).splits > 1;
-    return split ? variant + "+split_k" : variant;
+    std::string variant = std::string(kernel_name).substr(std::strlen(prefix));
+    if (conv_implicit_gemm_plan<Tile>(pass, target).splits > 1) variant += "+split_k";
+    if (conv_uses_tf32<Pass>()) variant += "+tf32";
+    return variant;
   }
 };
 

@@ -85,6 +85,17 @@ struct ConvRowLoader {
       for (int i = 0; i < kCount; ++i) out[i] = valid && k + i < k_end ? row_ptr[k + i] : T(0);
     }
   }
+
+  static constexpr bool kAsync = true;  // copy_async: load()'s values by cp.async
+  template <int kCount, typename Pass>
+  __device__ __forceinline__ void copy_async(const Pass&, int k, int k_end, T* dst,
+                                             int dst_stride) const {
+#pragma unroll
+    for (int i = 0; i < kCount; ++i) {
+      const bool inside = valid && k + i < k_end;
+      conv_copy_element_async(dst + i * dst_stride, inside ? row_ptr + k + i : nullptr, row_ptr);
+    }
+  }
 };
 
 template <typename T, int kR, int kS, int kStride>
@@ -108,6 +119,21 @@ struct ConvFpropImageLoader {
 
   template <typename Pass, int kCount>
   __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+    walk<kCount>(pass, k, k_end, [&](int i, const T* src) { out[i] = src ? *src : T(0); });
+  }
+
+  static constexpr bool kAsync = true;  // copy_async: load()'s values by cp.async
+  template <int kCount, typename Pass>
+  __device__ __forceinline__ void copy_async(const Pass& pass, int k, int k_end, T* dst,
+                                             int dst_stride) const {
+    walk<kCount>(pass, k, k_end, [&](int i, const T* src) {
+      conv_copy_element_async(dst + i * dst_stride, src, pass.x);
+    });
+  }
+
+  // Calls f(i, address of element i, or null for a zero) for i < kCount.
+  template <int kCount, typename Pass, typename F>
+  __device__ __forceinline__ void walk(const Pass& pass, int k, int k_end, F&& f) const {
     const ConvParams& p = pass.params;
     const int R = kR ? kR : p.R;
     const int S = kS ? kS : p.S;
@@ -120,7 +146,7 @@ struct ConvFpropImageLoader {
     for (int i = 0; i < kCount; ++i) {
       const int h = h0 + r, w = w0 + s;
       const bool inside = valid && k + i < k_end && h >= 0 && h < H && w >= 0 && w < W;
-      out[i] = inside ? plane[h * W + w] : T(0);
+      f(i, inside ? plane + h * W + w : nullptr);
       if (++s == S) {
         s = 0;
         if (++r == R) {

@@ -37,6 +37,21 @@ struct ConvWgradGradLoader {
 
   template <typename Pass, int kCount>
   __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+    walk<kCount>(pass, k, k_end, [&](int i, const T* src) { out[i] = src ? *src : T(0); });
+  }
+
+  static constexpr bool kAsync = true;  // copy_async: load()'s values by cp.async
+  template <int kCount, typename Pass>
+  __device__ __forceinline__ void copy_async(const Pass& pass, int k, int k_end, T* dst,
+                                             int dst_stride) const {
+    walk<kCount>(pass, k, k_end, [&](int i, const T* src) {
+      conv_copy_element_async(dst + i * dst_stride, src, pass.dy);
+    });
+  }
+
+  // Calls f(i, address of element i, or null for a zero) for i < kCount.
+  template <int kCount, typename Pass, typename F>
+  __device__ __forceinline__ void walk(const Pass& pass, int k, int k_end, F&& f) const {
     const ConvParams& p = pass.params;
     const int PQ = static_cast<int>(p.output_plane());
     int n = k / PQ;
@@ -44,7 +59,7 @@ struct ConvWgradGradLoader {
     const T* plane = row + std::int64_t(n) * p.K * PQ;
 #pragma unroll
     for (int i = 0; i < kCount; ++i) {
-      out[i] = valid && k + i < k_end ? plane[pq] : T(0);
+      f(i, valid && k + i < k_end ? plane + pq : nullptr);
       if (++pq == PQ) {
         pq = 0;
         plane += std::int64_t(p.K) * PQ;
@@ -75,6 +90,21 @@ struct ConvWgradImageLoader {
 
   template <typename Pass, int kCount>
   __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+    walk<kCount>(pass, k, k_end, [&](int i, const T* src) { out[i] = src ? *src : T(0); });
+  }
+
+  static constexpr bool kAsync = true;  // copy_async: load()'s values by cp.async
+  template <int kCount, typename Pass>
+  __device__ __forceinline__ void copy_async(const Pass& pass, int k, int k_end, T* dst,
+                                             int dst_stride) const {
+    walk<kCount>(pass, k, k_end, [&](int i, const T* src) {
+      conv_copy_element_async(dst + i * dst_stride, src, pass.x);
+    });
+  }
+
+  // Calls f(i, address of element i, or null for a zero) for i < kCount.
+  template <int kCount, typename Pass, typename F>
+  __device__ __forceinline__ void walk(const Pass& pass, int k, int k_end, F&& f) const {
     const ConvParams& p = pass.params;
     const int PQ = static_cast<int>(p.output_plane());
     const std::int64_t image_stride = std::int64_t(p.C) * p.input_plane();
@@ -88,7 +118,7 @@ struct ConvWgradImageLoader {
     for (int i = 0; i < kCount; ++i) {
       const int h = op * p.stride_h + dh, w = oq * p.stride_w + dw;
       const bool inside = valid && k + i < k_end && h >= 0 && h < p.H && w >= 0 && w < p.W;
-      out[i] = inside ? image[h * p.W + w] : T(0);
+      f(i, inside ? image + h * p.W + w : nullptr);
       if (++oq == p.Q) {
         oq = 0;
         if (++op == p.P) {

@@ -18,6 +18,7 @@
 
 #include "common/stream.h"
 #include "kernels/conv_params.cuh"
+#include "kernels/conv_precision.h"  // dc::set_conv_precision / conv_precision
 
 namespace dc::ops {
 

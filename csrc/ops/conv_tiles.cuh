@@ -4,7 +4,8 @@
 // shared-memory budgets; and the split-K goal that fprop and dgrad share.
 //
 // GPU: the 3x3 variant runs 128x128 blocks of 256 threads with 8x8 register
-// tiles and an 8-deep K stage (2 x 8 KiB of shared memory), two blocks per
+// tiles and an 8-deep K stage (2 x 8 KiB of shared memory on sm_75; a ring
+// of 4 on sm_80+, kConvGpuStages), two blocks per
 // SM (__launch_bounds__(256, 2): at most 128 registers, 0 spills on sm_75
 // ... sm_90). The general variants' window walks need a few more registers
 // (fprop's spilled at 128 on sm_86+), so they run 128x64 blocks of 128
@@ -41,25 +42,30 @@
 namespace dc::ops {
 
 #if DC_GPU_CONFIG
+// Shared-memory stages of the float tiles: a 4-deep cp.async ring on sm_80
+// and newer wherever the pass's loaders can issue cp.async (fprop, wgrad;
+// kernels/conv.cuh conv_uses_multistage), 2 register-staged buffers on sm_75
+// and for dgrad. 4 x 8 KiB for the 3x3 tile: two blocks still fit an SM.
+constexpr int kConvGpuStages = 4;
 template <typename T>
 struct ConvTiles {
-  using Conv3x3 = ConvTile<128, 128, 8, 8, 8, 2>;
+  using Conv3x3 = ConvTile<128, 128, 8, 8, 8, 2, kConvGpuStages>;
   using Conv3x3Wide = Conv3x3;
   using Conv3x3Tiny = Conv3x3;
   using Conv3x3Short = Conv3x3;
-  using General = ConvTile<128, 64, 8, 8, 8, 3>;
+  using General = ConvTile<128, 64, 8, 8, 8, 3, kConvGpuStages>;
   using GeneralWide = General;
-  using Fc = ConvTile<32, 128, 16, 4, 8, 4>;
+  using Fc = ConvTile<32, 128, 16, 4, 8, 4, kConvGpuStages>;
 };
 template <>
 struct ConvTiles<double> {
-  using Conv3x3 = ConvTile<64, 64, 8, 4, 4, 2>;
+  using Conv3x3 = ConvTile<64, 64, 8, 4, 4, 2, 3>;
   using Conv3x3Wide = Conv3x3;
   using Conv3x3Tiny = Conv3x3;
   using Conv3x3Short = Conv3x3;
   using General = Conv3x3;
   using GeneralWide = General;
-  using Fc = ConvTile<32, 64, 16, 4, 4, 4>;
+  using Fc = ConvTile<32, 64, 16, 4, 4, 4, 3>;
 };
 constexpr ConvSplitTarget kConvSplitTarget{264, 256};
 #else

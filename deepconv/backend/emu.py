@@ -32,6 +32,7 @@ EmulatorError = _emu.EmulatorError
 BarrierDivergenceError = _emu.BarrierDivergenceError
 MisalignedAccessError = _emu.MisalignedAccessError
 LaunchConfigError = _emu.LaunchConfigError
+AsyncCopyError = _emu.AsyncCopyError
 
 
 class EmuBuffer:

@@ -13,6 +13,7 @@ from deepconv.ops.conv import (
 )
 from deepconv.ops.dropout import dropout, dropout_backward
 from deepconv.ops.lrn import lrn, lrn_backward
+from deepconv.ops.precision import get_conv_precision, set_conv_precision
 from deepconv.ops.pool import max_pool2d, max_pool2d_backward
 from deepconv.ops.relu import relu, relu_backward
 from deepconv.ops.sgd import sgd_update
@@ -27,12 +28,13 @@ __all__ = [
     "conv2d_variant",
     "conv2d_wgrad",
     "get_conv_algorithm",
+    "get_conv_precision",
     "dropout",
     "dropout_backward",
     "lrn",
     "lrn_backward",
     "max_pool2d",
     "max_pool2d_backward",
-    "relu", "relu_backward", "set_conv_algorithm", "sgd_update",
+    "relu", "relu_backward", "set_conv_algorithm", "set_conv_precision", "sgd_update",
     "softmax", "softmax_cross_entropy", "softmax_cross_entropy_backward",
     "topk", "topk_error"]

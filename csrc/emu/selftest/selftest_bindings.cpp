@@ -33,6 +33,40 @@ dc::selftest::Dims as_dims(const py::tuple& t, const char* name) {
   return dc::selftest::Dims{v[0], v[1], v[2]};
 }
 
+void bind_matrix_kernels(py::module_& m) {
+  using py::arg;
+  const auto release = py::call_guard<py::gil_scoped_release>();
+  m.def("cvt_tf32",
+        [](std::uintptr_t x, std::uintptr_t y, std::int64_t n) {
+          dc::selftest::cvt_tf32(as_ptr<const float>(x), as_ptr<float>(y), n);
+        },
+        arg("x"), arg("y"), arg("n"), release);
+  m.def("mma_tf32",
+        [](std::uintptr_t a, std::uintptr_t b, std::uintptr_t c, std::uintptr_t d,
+           unsigned int warps, bool round_inputs) {
+          dc::selftest::mma_tf32(as_ptr<const float>(a), as_ptr<const float>(b),
+                                 as_ptr<const float>(c), as_ptr<float>(d), warps, round_inputs);
+        },
+        arg("a"), arg("b"), arg("c"), arg("d"), arg("warps"), arg("round_inputs"), release);
+  m.def("ldmatrix_rows",
+        [](std::uintptr_t rows, std::uintptr_t slot, std::uintptr_t out, int count, bool trans) {
+          if (count != 1 && count != 2 && count != 4) {
+            throw py::value_error("count must be 1, 2 or 4, got " + std::to_string(count));
+          }
+          py::gil_scoped_release unlocked;
+          dc::selftest::ldmatrix_rows(as_ptr<const std::uint16_t>(rows), as_ptr<const int>(slot),
+                                      as_ptr<std::uint32_t>(out), count, trans);
+        },
+        arg("rows"), arg("slot"), arg("out"), arg("count"), arg("trans"));
+  m.def("async_ring",
+        [](std::uintptr_t x, std::uintptr_t y, int tiles, int valid, int mode,
+           unsigned int blocks) {
+          dc::selftest::async_ring(as_ptr<const float>(x), as_ptr<float>(y), tiles, valid, mode,
+                                   blocks);
+        },
+        arg("x"), arg("y"), arg("tiles"), arg("valid"), arg("mode"), arg("blocks"), release);
+}
+
 void bind_kernels(py::module_& m) {
   using py::arg;
   const auto release = py::call_guard<py::gil_scoped_release>();
@@ -128,6 +162,7 @@ void bind_kernels(py::module_& m) {
           dc::selftest::barrier_loop(as_ptr<float>(out), iters, barriers, blocks, threads);
         },
         arg("out"), arg("iters"), arg("barriers"), arg("blocks"), arg("threads"), release);
+  bind_matrix_kernels(m);
 }
 
 }  // namespace
@@ -140,7 +175,7 @@ PYBIND11_MODULE(DC_MODULE_NAME, m) {
   // emulator errors into its Python classes.
   py::module_ emu = py::module_::import("deepconv._emu");
   for (const char* name : {"EmulatorError", "BarrierDivergenceError", "MisalignedAccessError",
-                           "LaunchConfigError"}) {
+                           "LaunchConfigError", "AsyncCopyError"}) {
     m.attr(name) = emu.attr(name);
   }
   bind_kernels(m);

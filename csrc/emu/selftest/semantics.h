@@ -78,4 +78,28 @@ void warp1_shuffle(const float* x, float* out, unsigned int blocks);
 void barrier_loop(float* out, int iters, bool barriers, unsigned int blocks,
                   unsigned int threads);
 
+// ---- sm_80 instructions (matrix_semantics.cu) ----------------------------------
+
+// (m) y[i] = cvt.rna.tf32.f32(x[i]).
+void cvt_tf32(const float* x, float* y, std::int64_t n);
+
+// (n) one mma.sync.m16n8k8 TF32 per warp; a (warps, 32, 4), b (warps, 32, 2),
+// c and d (warps, 32, 4) are the lanes' fragment registers. round_inputs:
+// a and b pass through cvt.rna.tf32.f32 first.
+void mma_tf32(const float* a, const float* b, const float* c, float* d, unsigned int warps,
+              bool round_inputs);
+
+// (o) one warp: rows (32, 8) of 16-bit elements are staged in shared memory,
+// lane l names row slot[l] to ldmatrix .x{count} (.trans); out (32, 4)
+// receives each lane's registers (count of them).
+void ldmatrix_rows(const std::uint16_t* rows, const int* slot, std::uint32_t* out, int count,
+                   bool trans);
+
+// (p) blocks of 64 threads stream `tiles` tiles of 256 floats each through
+// a 3-stage cp.async ring (x, y: blocks * tiles * 256 floats; elements past
+// `valid` of a block's x are zero-filled by src-size); y = 2 * the right-hand
+// neighbour thread's 4 floats. mode 0 correct; 1 no wait_group, 2 no barrier
+// after it, 3 a slot refilled before the barrier: AsyncCopyError.
+void async_ring(const float* x, float* y, int tiles, int valid, int mode, unsigned int blocks);
+
 }  // namespace dc::selftest
