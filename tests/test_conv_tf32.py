@@ -47,7 +47,7 @@ def reduction_lengths(problem):
     x_shape, w_shape, *_ = PROBLEMS[problem]
     n, k = x_shape[0], w_shape[0]
     cg, r, s = w_shape[1:]
-    _, _, p, q = deepconv.ops.conv2d_output_shape(x_shape, w_shape, *PROBLEMS[problem][2:4])
+    _, _, p, q = deepconv.ops.conv2d_output_shape(x_shape, w_shape, *PROBLEMS[problem][2:5])
     groups = PROBLEMS[problem][4]
     return {"fprop": cg * r * s, "dgrad": k // groups * r * s, "wgrad": n * p * q}
 
@@ -160,3 +160,27 @@ def test_tf32_gpu_tiles(problem, rng, gpu_tiles_tf32):
 @pytest.mark.parametrize("problem", ["3x3_pad1", "fc_split_k"])
 def test_tf32_gpu_tiles_race_free(problem, rng, gpu_tiles_tf32):
     check_race_free(problem, rng)
+
+
+def test_winograd_stays_fp32_under_tf32(rng, tf32):
+    """Winograd's transforms amplify TF32's operand rounding (F(4x4): ~8e-3 of
+    the largest output), so its GEMMs keep fp32 FMAs under TF32 (bitwise the
+    fp32 results), and `auto` picks the implicit GEMM on tensor cores."""
+    x = rng.standard_normal((2, 32, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((24, 32, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 24, 12, 12)).astype(np.float32)
+    geo = dict(padding=1)
+    x, w, dy = (on(DEVICE, a) for a in (x, w, dy))
+    for alg in ("winograd_4x4", "winograd_2x2"):
+        tf = (conv2d(x, w, algorithm=alg, **geo), conv2d_dgrad(dy, w, x.shape, algorithm=alg, **geo),
+              conv2d_wgrad(x, dy, w.shape, algorithm=alg, **geo)[0])
+        assert deepconv.ops.conv2d_variant("fprop", x.shape, w.shape, algorithm=alg, **geo) == alg
+        deepconv.set_conv_precision("fp32")
+        fp = (conv2d(x, w, algorithm=alg, **geo), conv2d_dgrad(dy, w, x.shape, algorithm=alg, **geo),
+              conv2d_wgrad(x, dy, w.shape, algorithm=alg, **geo)[0])
+        deepconv.set_conv_precision("tf32")
+        for a, b in zip(tf, fp):
+            assert_bitwise_equal(a, b)
+    for name in ("fprop", "dgrad", "wgrad"):
+        variant = deepconv.ops.conv2d_variant(name, x.shape, w.shape, **geo)
+        assert variant.startswith("implicit_gemm") and variant.endswith("+tf32"), (name, variant)

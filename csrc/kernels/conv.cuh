@@ -518,9 +518,17 @@ inline bool conv_device_has_tf32() {
   return true;
 #endif
 }
+// A Pass may opt out of TF32 with `static constexpr bool kAllowTf32 = false`.
+template <typename Pass, typename = void>
+struct ConvPassAllowsTf32 : std::true_type {};
+template <typename Pass>
+struct ConvPassAllowsTf32<Pass, std::void_t<decltype(Pass::kAllowTf32)>>
+    : std::integral_constant<bool, Pass::kAllowTf32> {};
+
 template <typename Pass>
 bool conv_uses_tf32() {
-  if constexpr (std::is_same<typename Pass::Scalar, float>::value) {
+  if constexpr (std::is_same<typename Pass::Scalar, float>::value &&
+                ConvPassAllowsTf32<Pass>::value) {
     return conv_precision() == ConvPrecision::kTf32 && conv_device_has_tf32();
   } else {
     return false;
@@ -540,7 +548,8 @@ template <typename Tile, typename Pass>
 void conv_launch_implicit_gemm(const char* name, const char* reduce_name, const Pass& pass,
                                ConvSplitTarget target, void* workspace,
                                std::size_t workspace_bytes, Stream stream) {
-  if constexpr (std::is_same<typename Pass::Scalar, float>::value) {
+  if constexpr (std::is_same<typename Pass::Scalar, float>::value &&
+                ConvPassAllowsTf32<Pass>::value) {
     if (conv_uses_tf32<Pass>()) {
       conv_launch_tile<typename ConvTf32TileFor<Tile>::type>(name, reduce_name, pass, target,
                                                              workspace, workspace_bytes, stream);

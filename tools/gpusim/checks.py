@@ -65,7 +65,8 @@ def rand(rng, shape, dtype):
 def conv_checks(rng):
     """fprop, dgrad, wgrad of each conv variant with its GPU tile: 3x3 (and its
     GPU-only split-K), general (grouped, strided), stride-1 dgrad, fully
-    connected (and its split-K), wgrad split-K; float64's own tiles."""
+    connected (and its split-K), wgrad split-K; float64's own tiles; Winograd
+    F(4x4) and F(2x2) (grouped), float32 and float64."""
     out = []
     problems = [
         # name, x shape, w shape, stride, pad, groups, dtype, expected variants (f, d, w)
@@ -86,21 +87,36 @@ def conv_checks(rng):
         ("3x3_f64", (1, 4, 5, 5), (8, 4, 3, 3), 1, 1, 1, np.float64,
          ("implicit_gemm_3x3", "implicit_gemm_3x3", "implicit_gemm")),
     ]
-    for name, xs, ws, stride, pad, groups, dt, variants in problems:
+    # Winograd (csrc/ops/conv_winograd.cu): asked for by name, since the GPU
+    # build's `auto` keeps the implicit GEMM; each of its transform kernels and
+    # its batched GEMM with the GPU tiles.
+    winograd = [
+        ("winograd_4x4", (1, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, np.float32,
+         ("winograd_4x4", "winograd_4x4", "winograd_4x4")),
+        ("winograd_2x2_groups2", (2, 8, 6, 6), (8, 4, 3, 3), 1, 2, 2, np.float32,
+         ("winograd_2x2", "winograd_2x2", "winograd_2x2")),
+        ("winograd_4x4_f64", (1, 4, 6, 6), (4, 4, 3, 3), 1, 0, 1, np.float64,
+         ("winograd_4x4", "winograd_4x4", "winograd_4x4")),
+    ]
+    problems = [p + ("auto",) for p in problems] + [p + (p[0].split("_f64")[0].split("_groups")[0],)
+                                                    for p in winograd]
+    for name, xs, ws, stride, pad, groups, dt, variants, algorithm in problems:
         params, ys = conv_params(xs, ws, stride, pad, groups)
         x, w, b, dy = rand(rng, xs, dt), rand(rng, ws, dt), rand(rng, ws[0], dt), rand(rng, ys, dt)
         dtn = np.dtype(dt).name
         tol = 1e-5 if dt == np.float32 else 1e-12
         if variants[0]:
             out.append(Check(f"conv_fprop_{name}", "conv2d_fprop",
-                             [params, Buf(x), Buf(w), Buf(b), Buf(np.zeros(ys, dt)), 1, dtn],
+                             [params, Buf(x), Buf(w), Buf(b), Buf(np.zeros(ys, dt)), 1, dtn,
+                              algorithm],
                              [4], tol, variants[0]))
             out.append(Check(f"conv_dgrad_{name}", "conv2d_dgrad",
-                             [params, Buf(dy), Buf(w), Buf(np.zeros(xs, dt)), dtn], [3], tol,
+                             [params, Buf(dy), Buf(w), Buf(np.zeros(xs, dt)), dtn, algorithm], [3],
+                             tol,
                              variants[1]))
         out.append(Check(f"conv_wgrad_{name}", "conv2d_wgrad",
                          [params, Buf(x), Buf(dy), Buf(np.zeros(ws, dt)), Buf(np.zeros(ws[0], dt)),
-                          dtn], [3, 4], tol, variants[2]))
+                          dtn, algorithm], [3, 4], tol, variants[2]))
     return out
 
 
@@ -215,9 +231,11 @@ def emu_reference(c):
               for v in c.args]
     args = [a.ctypes.data if isinstance(a, np.ndarray) else a for a in arrays]
     if c.op.startswith("conv2d_"):  # the emulator's own workspace, before the dtype
-        ws_bytes = getattr(_emu, c.op + "_workspace_bytes")(args[0], args[-1])
+        *args, dtype, algorithm = args
+        ws_bytes = getattr(_emu, c.op + "_workspace_bytes")(args[0], dtype, algorithm)
         ws = deepconv.zeros(max(ws_bytes, 1), np.uint8, device=EMU)
-        args = args[:-1] + [ws.ctypes.data, ws_bytes, args[-1]]
+        getattr(_emu, c.op)(*args, ws.ctypes.data, ws_bytes, dtype, algorithm=algorithm)
+        return [arrays[i] for i in c.outputs]
     if c.op == "sgd_update":  # the module takes lists per tensor
         count, rest = args[0], args[1:-1]
         per = [rest[7 * i:7 * i + 7] for i in range(count)]
@@ -227,8 +245,8 @@ def emu_reference(c):
 
 
 def gpu_variant_predicted(c):
-    dtype = c.args[-1]
-    return getattr(_emu_gputiles, c.op + "_variant")(c.args[0], dtype)
+    dtype, algorithm = c.args[-2:]  # conv checks end with the dtype and the algorithm
+    return getattr(_emu_gputiles, c.op + "_variant")(c.args[0], dtype, algorithm)
 
 
 def compare(c, folder):

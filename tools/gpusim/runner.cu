@@ -98,6 +98,16 @@ dc::ConvParams conv_params(const std::vector<std::int64_t>& v) {
   return p;
 }
 
+// The conv calls' last token: deepconv.ops' `algorithm` names.
+dc::ops::ConvAlgorithm conv_algorithm(const std::string& name) {
+  if (name == "auto") return dc::ops::ConvAlgorithm::kAuto;
+  if (name == "implicit_gemm") return dc::ops::ConvAlgorithm::kImplicitGemm;
+  if (name == "winograd") return dc::ops::ConvAlgorithm::kWinograd;
+  if (name == "winograd_4x4") return dc::ops::ConvAlgorithm::kWinograd4x4;
+  if (name == "winograd_2x2") return dc::ops::ConvAlgorithm::kWinograd2x2;
+  throw std::invalid_argument("conv algorithm " + name);
+}
+
 // A device workspace of `bytes` (none when 0), freed at scope exit.
 struct Workspace {
   void* ptr = nullptr;
@@ -146,36 +156,42 @@ const std::map<std::string, std::function<void(Call&)>>& handlers() {
          const dc::ConvParams p = conv_params(c.tuple());
          const Arg &x = c.next('b'), &w = c.next('b'), &b = c.next('b'), &y = c.next('b');
          const bool relu = c.integer() != 0;
-         with_dtype(c.text(), [&](auto zero) {
+         const std::string dtype = c.text();
+         const dc::ops::ConvAlgorithm algo = conv_algorithm(c.text());
+         with_dtype(dtype, [&](auto zero) {
            using T = decltype(zero);
-           Workspace ws(dc::ops::conv2d_fprop_workspace_bytes<T>(p));
-           c.variant = dc::ops::conv2d_fprop_variant<T>(p);
+           Workspace ws(dc::ops::conv2d_fprop_workspace_bytes<T>(p, algo));
+           c.variant = dc::ops::conv2d_fprop_variant<T>(p, algo);
            dc::ops::conv2d_fprop<T>(p, static_cast<const T*>(x.ptr), static_cast<const T*>(w.ptr),
                                     static_cast<const T*>(b.ptr), static_cast<T*>(y.ptr), relu,
-                                    ws.ptr, ws.bytes, nullptr);
+                                    ws.ptr, ws.bytes, nullptr, algo);
          });
        }},
       {"conv2d_dgrad", [](Call& c) {
          const dc::ConvParams p = conv_params(c.tuple());
          const Arg &dy = c.next('b'), &w = c.next('b'), &dx = c.next('b');
-         with_dtype(c.text(), [&](auto zero) {
+         const std::string dtype = c.text();
+         const dc::ops::ConvAlgorithm algo = conv_algorithm(c.text());
+         with_dtype(dtype, [&](auto zero) {
            using T = decltype(zero);
-           Workspace ws(dc::ops::conv2d_dgrad_workspace_bytes<T>(p));
-           c.variant = dc::ops::conv2d_dgrad_variant<T>(p);
+           Workspace ws(dc::ops::conv2d_dgrad_workspace_bytes<T>(p, algo));
+           c.variant = dc::ops::conv2d_dgrad_variant<T>(p, algo);
            dc::ops::conv2d_dgrad<T>(p, static_cast<const T*>(dy.ptr), static_cast<const T*>(w.ptr),
-                                    static_cast<T*>(dx.ptr), ws.ptr, ws.bytes, nullptr);
+                                    static_cast<T*>(dx.ptr), ws.ptr, ws.bytes, nullptr, algo);
          });
        }},
       {"conv2d_wgrad", [](Call& c) {
          const dc::ConvParams p = conv_params(c.tuple());
          const Arg &x = c.next('b'), &dy = c.next('b'), &dw = c.next('b'), &db = c.next('b');
-         with_dtype(c.text(), [&](auto zero) {
+         const std::string dtype = c.text();
+         const dc::ops::ConvAlgorithm algo = conv_algorithm(c.text());
+         with_dtype(dtype, [&](auto zero) {
            using T = decltype(zero);
-           Workspace ws(dc::ops::conv2d_wgrad_workspace_bytes<T>(p));
-           c.variant = dc::ops::conv2d_wgrad_variant<T>(p);
+           Workspace ws(dc::ops::conv2d_wgrad_workspace_bytes<T>(p, algo));
+           c.variant = dc::ops::conv2d_wgrad_variant<T>(p, algo);
            dc::ops::conv2d_wgrad<T>(p, static_cast<const T*>(x.ptr), static_cast<const T*>(dy.ptr),
                                     static_cast<T*>(dw.ptr), static_cast<T*>(db.ptr), ws.ptr,
-                                    ws.bytes, nullptr);
+                                    ws.bytes, nullptr, algo);
          });
        }},
       {"max_pool2d_fprop", [](Call& c) {
