@@ -30,6 +30,18 @@
 #include <cstddef>
 #include <cstdint>
 
+// Whether this device code may use sm_80's PTX (cp.async, cvt.rna.tf32,
+// mma.sync, ldmatrix); where not, the functions below fall back to plain
+// CUDA. -DDC_NO_SM80_PTX turns it off for GPGPU-Sim, whose PTX front end
+// knows none of them (it rejects the whole program at load): the
+// simulated-GPU job then runs the sm_75 main loop on its sm_86 target, fp32
+// only (conv_device_has_tf32 says no).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(DC_NO_SM80_PTX)
+#define DC_SM80_PTX 1
+#else
+#define DC_SM80_PTX 0
+#endif
+
 #if defined(__CUDACC__)
 
 #include <cuda_runtime.h>
@@ -64,7 +76,7 @@ __device__ __forceinline__ void check_shared(const void*, std::size_t) {}
 template <int kBytes>
 __device__ __forceinline__ void cp_async_ca(void* smem, const void* gmem, int src_bytes = kBytes) {
   static_assert(kBytes == 4 || kBytes == 8 || kBytes == 16, "cp.async copies 4, 8 or 16 bytes");
-#if __CUDA_ARCH__ >= 800
+#if DC_SM80_PTX
   const unsigned int dst = static_cast<unsigned int>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(gmem),
                "n"(kBytes), "r"(src_bytes)
@@ -77,7 +89,7 @@ __device__ __forceinline__ void cp_async_ca(void* smem, const void* gmem, int sr
 }
 
 __device__ __forceinline__ void cp_async_cg(void* smem, const void* gmem, int src_bytes = 16) {
-#if __CUDA_ARCH__ >= 800
+#if DC_SM80_PTX
   const unsigned int dst = static_cast<unsigned int>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
                "r"(src_bytes)
@@ -88,20 +100,20 @@ __device__ __forceinline__ void cp_async_cg(void* smem, const void* gmem, int sr
 }
 
 __device__ __forceinline__ void cp_async_commit() {
-#if __CUDA_ARCH__ >= 800
+#if DC_SM80_PTX
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 #endif
 }
 
 template <int kPending>
 __device__ __forceinline__ void cp_async_wait() {
-#if __CUDA_ARCH__ >= 800
+#if DC_SM80_PTX
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 #endif
 }
 
 __device__ __forceinline__ float cvt_rna_tf32(float x) {
-#if __CUDA_ARCH__ >= 800
+#if DC_SM80_PTX
   unsigned int u;
   asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(u) : "f"(x));
   return __uint_as_float(u);
@@ -115,7 +127,7 @@ __device__ __forceinline__ float cvt_rna_tf32(float x) {
 
 __device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const float (&a)[4],
                                                  const float (&b)[2], const float (&c)[4]) {
-#if __CUDA_ARCH__ >= 800
+#if DC_SM80_PTX
   asm volatile(
       "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
       "{%8,%9}, {%10,%11,%12,%13};\n"
@@ -252,10 +264,8 @@ inline void ldmatrix(std::uint32_t (&out)[kCount], const void* row) {
 // Whether the code being compiled may pipeline through cp.async: the
 // emulator (which checks it) and GPUs from sm_80 on. Older GPUs' kernels
 // keep register staging (kernels/conv.cuh), and so does a build with
-// -DDC_DISABLE_CP_ASYNC: GPGPU-Sim's PTX front end knows neither cp.async
-// nor mma.sync / ldmatrix (only wmma), so the simulated-GPU job builds the
-// sm_75 main loop for its sm_86 target (and runs fp32 only).
-#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800) || defined(DC_DISABLE_CP_ASYNC)
+// -DDC_NO_SM80_PTX (see DC_SM80_PTX).
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800) || defined(DC_NO_SM80_PTX)
 #define DC_HAS_CP_ASYNC 0
 #else
 #define DC_HAS_CP_ASYNC 1

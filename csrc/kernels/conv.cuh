@@ -265,8 +265,11 @@ __device__ __forceinline__ void conv_mainloop_multistage(
   constexpr int kStages = Tile::kStages;
   constexpr int kLdA = Tile::kBlockM + Math::kPadA;
   constexpr int kLdB = Tile::kBlockN + Math::kPadB;
-  DC_SHARED(T[kStages][Tile::kBlockK][kLdA], a_ring);
-  DC_SHARED(T[kStages][Tile::kBlockK][kLdB], b_ring);
+  // The bounds spelled without the local constants: nvcc 11.8's front end
+  // (GPGPU-Sim's toolkit) dies on a __shared__ array sized by them
+  // ("internal error ... form_array_declarator").
+  DC_SHARED(T[Tile::kStages][Tile::kBlockK][Tile::kBlockM + Math::kPadA], a_ring);
+  DC_SHARED(T[Tile::kStages][Tile::kBlockK][Tile::kBlockN + Math::kPadB], b_ring);
   const int tid = threadIdx.x;
   const int tiles = k_begin < k_end ? (k_end - k_begin + Tile::kBlockK - 1) / Tile::kBlockK : 0;
 
@@ -351,7 +354,7 @@ __device__ __forceinline__ void conv_epilogue_through_shared(const Pass& pass, i
   using T = typename Pass::Scalar;
   using Math = typename Tile::Math;
   constexpr int kLd = Tile::kBlockM + 1;  // odd: a column's threads spread over the banks
-  DC_SHARED(T[Math::kChunkCols][kLd], chunk);
+  DC_SHARED(T[Math::kChunkCols][Tile::kBlockM + 1], chunk);  // kLd (nvcc 11.8, above)
   const int tid = threadIdx.x;
   const std::int64_t gemm_m = pass.gemm_m();
   const int gemm_n = pass.gemm_n();
@@ -506,7 +509,9 @@ std::size_t conv_implicit_gemm_workspace_bytes(const Pass& pass, const ConvSplit
 // when the process asked for it and the device has tensor cores that take
 // TF32 (sm_80 on; the emulator always).
 inline bool conv_device_has_tf32() {
-#if defined(__CUDACC__)
+#if defined(DC_NO_SM80_PTX)
+  return false;  // built without sm_80's PTX (GPGPU-Sim): no mma.sync in the binary
+#elif defined(__CUDACC__)
   int device = 0;
   int major = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||

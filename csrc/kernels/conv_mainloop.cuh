@@ -136,8 +136,8 @@ struct ConvMathTf32 {
                                            const float (&b_tile)[kDepth][kLdB],
                                            float (&acc)[kAccM][kAccN]) const {
     static_assert(kDepth % 8 == 0, "whole k8 steps per stage");
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-    // No TF32 mma before sm_80, and the host never launches a TF32 tile
+#if !DC_SM80_PTX && defined(__CUDA_ARCH__)
+    // No TF32 mma before sm_80 (nor under DC_NO_SM80_PTX), and the host never launches a TF32 tile
     // there (conv_uses_tf32 runs fp32 instead). The kernel is still compiled
     // for sm_75, so it traps rather than carry an emulated mma whose
     // registers would spill; a trap, never a wrong answer, should that change.

@@ -42,7 +42,7 @@ say "compile: nvcc $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p') -
 mkdir -p "$build"
 rm -f "$build"/*.o "$build/runner"
 export build sm root
-# -DDC_DISABLE_CP_ASYNC: GPGPU-Sim's PTX front end has no cp.async (nor
+# -DDC_NO_SM80_PTX: GPGPU-Sim's PTX front end has no cp.async (nor
 # mma.sync / ldmatrix), so the sm_80+ ring is left out and the register-staged
 # main loop runs; the ring and TF32 are checked on the emulator
 # (tests/test_conv_gpu_tiles.py, tests/test_conv_tf32.py).
@@ -50,7 +50,7 @@ compile() {  # one translation unit -> $build/<name>.o; the log only on failure
   local src=$1 name
   name=$(basename "$src" .cu)
   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -cudart shared -arch=sm_"$sm" -I"$root/csrc" \
-    -DDC_DISABLE_CP_ASYNC \
+    -DDC_NO_SM80_PTX \
     -c "$src" -o "$build/$name.o" > "$build/$name.log" 2>&1 || { cat "$build/$name.log"; return 1; }
 }
 export -f compile
