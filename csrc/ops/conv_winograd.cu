@@ -144,6 +144,11 @@ LaunchConfig transform_config(std::int64_t threads, Stream s) {
                       dim3(kTransformThreads), 0, s};
 }
 
+// GEMM rows a tile of `block` rows computes for m of them (the rest is padding).
+inline std::int64_t rows_padded(std::int64_t m, std::int64_t block) {
+  return (m + block - 1) / block * block;
+}
+
 // The batched GEMMs, on the 3x3 variant's tiles; never split (alpha^2 x
 // groups batches already give 16-36x the blocks of one GEMM). On the
 // emulator (float), 64-deep stages where the reduction fills them, measured
@@ -161,11 +166,6 @@ LaunchConfig transform_config(std::int64_t threads, Stream s) {
 //   - 33-64 rows (F(4x4) on 28x28 images, F(2x2) on 14x14, batch 1), 128+
 //     steps: 64x128x64, 1.3-1.45x the 32-deep 64-row tile (15.3 against
 //     11.0 GFLOP/s for 256->512 at 28).
-// GEMM rows a tile of `block` rows computes for m of them (the rest is padding).
-inline std::int64_t rows_padded(std::int64_t m, std::int64_t block) {
-  return (m + block - 1) / block * block;
-}
-
 template <typename T, typename Loader>
 void run_gemm(const ConvWinogradGemmPass<T, Loader>& pass, const char* name, Stream s) {
   constexpr ConvSplitTarget kNoSplit{1, 1 << 30};
