@@ -44,10 +44,17 @@ PROBLEMS = {
     "short_deep_fprop": ((9, 128, 8, 8), (16, 128, 3, 3), 1, 1),
     "short_deep_dgrad": ((9, 16, 8, 8), (128, 16, 3, 3), 1, 1),
     "short_deep_wgrad": ((2, 8, 32, 32), (40, 8, 3, 3), 1, 1),
-    # more than 64 rows and 64+ steps (the emulator's 128x64x64 tile)
+    # more than 64 rows and 64+ steps, rows that 112-row blocks pad less than
+    # 128-row ones (the emulator's 112x64x64 tile): 75 (F(4x4)) / 300 (F(2x2))
+    # tiles, 72 filters in wgrad
     "deep_fprop": ((3, 64, 20, 20), (8, 64, 3, 3), 1, 1),
     "deep_dgrad": ((3, 8, 20, 20), (64, 8, 3, 3), 1, 1),
     "deep_wgrad": ((3, 8, 20, 20), (72, 8, 3, 3), 1, 1),
+    # ... and rows that 128-row blocks pad less (its 128x64x64 tile): 121 /
+    # 484 tiles, 120 filters in wgrad
+    "deep128_fprop": ((1, 64, 44, 44), (8, 64, 3, 3), 1, 1),
+    "deep128_dgrad": ((1, 8, 44, 44), (64, 8, 3, 3), 1, 1),
+    "deep128_wgrad": ((3, 8, 20, 20), (120, 8, 3, 3), 1, 1),
 }
 
 
@@ -114,7 +121,7 @@ def test_numeric_gradient_through_layer(rng):
 
 @pytest.mark.parametrize("tile", TILES)
 @pytest.mark.parametrize("problem", ["groups2", "k_c_not_tile_multiple", "short_deep_wgrad",
-                                     "deep_wgrad"])
+                                     "deep_wgrad", "deep128_wgrad"])
 def test_race_free_and_repeatable(problem, tile, rng):
     x, w, b, dy, geo = arrays(rng, problem, np.float32)
     x, w, b, dy = (on(DEVICE, a) for a in (x, w, b, dy))

@@ -144,6 +144,11 @@ LaunchConfig transform_config(std::int64_t threads, Stream s) {
                       dim3(kTransformThreads), 0, s};
 }
 
+// GEMM rows a tile of `block` rows computes for m of them (the rest is padding).
+inline std::int64_t rows_padded(std::int64_t m, std::int64_t block) {
+  return (m + block - 1) / block * block;
+}
+
 // The batched GEMMs, on the 3x3 variant's tiles; never split (alpha^2 x
 // groups batches already give 16-36x the blocks of one GEMM). On the
 // emulator (float), 64-deep stages where the reduction fills them, measured
@@ -151,6 +156,13 @@ LaunchConfig transform_config(std::int64_t threads, Stream s) {
 //   - more than 64 rows, 64+ steps: 128x64x64 blocks, 1.1-1.35x the 3x3
 //     variant's choice for F(4x4) on VGG's 224..56 layers (e.g. 64->64 at
 //     224: 41.6 against 31.2 GFLOP/s; 128->128 at 112: 38.5 against 31.8);
+//     112x64x64 (7x16 per thread) where 112-row blocks pad fewer rows:
+//     VGG's tile counts are 49 * 4^j (196 = 1.75 x 112, 784 = 7 x 112,
+//     against 256 and 896 rows in 128-row blocks). Six shapes at 196 and
+//     784 rows, 1.07-1.2x the 128-row blocks (e.g. 256->256 at 56, F(4x4):
+//     86.9 against 76.5 GFLOP/s; 512->512 at 28, F(2x2): 48.0 against
+//     40.4); at 3136 rows (224x224) no difference; 56-row blocks for 49
+//     rows were no faster than 64-row ones;
 //   - 33-64 rows (F(4x4) on 28x28 images, F(2x2) on 14x14, batch 1), 128+
 //     steps: 64x128x64, 1.3-1.45x the 32-deep 64-row tile (15.3 against
 //     11.0 GFLOP/s for 256->512 at 28).
@@ -159,6 +171,13 @@ void run_gemm(const ConvWinogradGemmPass<T, Loader>& pass, const char* name, Str
   constexpr ConvSplitTarget kNoSplit{1, 1 << 30};
 #if !DC_GPU_CONFIG
   if constexpr (sizeof(T) <= 4) {
+    if (pass.gemm_m() > 64 && pass.gemm_k() >= 64 && rows_padded(pass.gemm_m(), 112) <
+                                                          rows_padded(pass.gemm_m(), 128)) {
+      using Deep7 = ConvTile<112, 64, 64, 7, 16>;
+      conv_launch_implicit_gemm<Deep7>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,
+                                       nullptr, 0, s);
+      return;
+    }
     if (pass.gemm_m() > 64 && pass.gemm_k() >= 64) {
       using Deep = ConvTile<128, 64, 64, 8, 16>;
       conv_launch_implicit_gemm<Deep>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,

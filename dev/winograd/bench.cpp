@@ -80,9 +80,8 @@ void pieces(const ConvParams& p, lab::Buffer<float>& x, lab::Buffer<float>& w,
               "of its own %.3f GFLOP), output %.2f ms\n",
               kM, kM, tf * 1e3, ti * 1e3, tg * 1e3, gemm_gflop / tg, gemm_gflop, to * 1e3);
   // The GEMM on other tiles, rounds interleaved (the VM is shared: best of 5 each).
-  using Tiles = ConvTiles<float>;
-  using ShortDeep = ConvTile<64, 128, 64, 8, 16>;
-  using BaseDeep = ConvTile<128, 64, 64, 8, 16>;
+  // Candidates for short reductions (red = C): deeper stages (fewer
+  // barriers; 128 covers C <= 128 in one stage) and wider column blocks.
   auto with = [&](auto tile) {
     return [&, tile] {
       conv_launch_implicit_gemm<decltype(tile)>("gemm", "reduce", gemm, ConvSplitTarget{1, 1 << 30},
@@ -90,21 +89,24 @@ void pieces(const ConvParams& p, lab::Buffer<float>& x, lab::Buffer<float>& w,
     };
   };
   const std::function<void()> runs[] = {product,
-                                        with(typename Tiles::Conv3x3{}),
-                                        with(typename Tiles::Conv3x3Wide{}),
-                                        with(typename Tiles::General{}),
-                                        with(typename Tiles::Conv3x3Short{}),
-                                        with(ShortDeep{}),
-                                        with(typename Tiles::Conv3x3Tiny{}),
-                                        with(BaseDeep{})};
-  const char* names[] = {"prod", "256x64x64", "128x128x64", "128x64x32", "64x128x32",
-                         "64x128x64", "32x128x32", "128x64x64"};
-  double best[8];
+                                        with(ConvTile<128, 64, 64, 8, 16>{}),
+                                        with(ConvTile<256, 64, 64, 8, 16>{}),
+                                        with(ConvTile<128, 128, 64, 8, 16>{}),
+                                        with(ConvTile<64, 128, 64, 8, 16>{}),
+                                        with(ConvTile<64, 256, 64, 8, 16>{}),
+                                        with(ConvTile<56, 128, 64, 7, 16>{}),
+                                        with(ConvTile<112, 64, 64, 7, 16>{}),
+                                        with(ConvTile<112, 128, 64, 7, 16>{}),
+                                        with(ConvTile<224, 64, 64, 7, 16>{})};
+  const char* names[] = {"prod", "128x64x64", "256x64x64", "128x128x64", "64x128x64",
+                         "64x256x64", "56x128x64", "112x64x64", "112x128x64", "224x64x64"};
+  constexpr int kRuns = sizeof(names) / sizeof(names[0]);
+  double best[kRuns];
   for (double& b : best) b = 1e30;
   for (int round = 0; round < 5; ++round)
-    for (int i = 0; i < 8; ++i) best[i] = std::min(best[i], lab::median_seconds(runs[i], 1));
+    for (int i = 0; i < kRuns; ++i) best[i] = std::min(best[i], lab::median_seconds(runs[i], 1));
   std::printf("      GEMM tiles (GFLOP/s):");
-  for (int i = 0; i < 8; ++i) std::printf(" %s %.1f", names[i], gemm_gflop / best[i]);
+  for (int i = 0; i < kRuns; ++i) std::printf(" %s %.1f", names[i], gemm_gflop / best[i]);
   std::printf("\n");
   (void)gflop;
 }
