@@ -10,7 +10,8 @@
 # 2. tests   the CUDA tests: every test parametrised on cuda:0 (pytest -k cuda),
 #            plus the CUDA module's own tests (tests/test_backend.py)
 # 3. bench   benchmarks/conv3x3.py --device cuda:0: deepconv beside cuDNN
-#            through PyTorch when a CUDA build of torch is installed
+#            through PyTorch when a CUDA build of torch is installed, in fp32
+#            and in tf32 (deepconv.set_conv_precision / cuDNN's allow_tf32)
 # 4. report  tools/resource_report.py on the new binary (fails on spills)
 # and prints one summary table. Exit status: 0 all passed; 1 a step failed;
 # 2 no GPU / no nvcc (nothing was run).
@@ -96,15 +97,20 @@ else
   failed=1
 fi
 
-# --- 3. conv3x3 benchmark against cuDNN --------------------------------------------
-step_start=$SECONDS
-if (cd "$build" && timeout 300 "$py" "$root/benchmarks/conv3x3.py" --device cuda:0 --set vgg224 \
-      --batch "$batch" --repeat 3 > "$build/bench.log" 2>&1); then
-  row bench ok $((SECONDS - step_start)) "$(grep -i -m1 'median\|headline' "$build/bench.log" || tail -1 "$build/bench.log")"
-else
-  row bench FAIL $((SECONDS - step_start)) "see $build/bench.log"
-  failed=1
-fi
+# --- 3. conv3x3 benchmark against cuDNN, in both precisions ----------------------
+# fp32 (cuDNN without TF32) and tf32 (deepconv's mma.sync main loop beside
+# cuDNN with allow_tf32): one row and one log each.
+for precision in fp32 tf32; do
+  step_start=$SECONDS
+  log="$build/bench_$precision.log"
+  if (cd "$build" && timeout 240 "$py" "$root/benchmarks/conv3x3.py" --device cuda:0 --set vgg224 \
+        --batch "$batch" --repeat 3 --precision "$precision" > "$log" 2>&1); then
+    row "$precision" ok $((SECONDS - step_start)) "$(grep -i -m1 'headline' "$log" || tail -1 "$log")"
+  else
+    row "$precision" FAIL $((SECONDS - step_start)) "see $log"
+    failed=1
+  fi
+done
 
 # --- 4. resource report -----------------------------------------------------------------
 step_start=$SECONDS
@@ -115,6 +121,6 @@ else
   failed=1
 fi
 
-cat "$build/bench.log" 2>/dev/null | tail -25
+cat "$build/bench_fp32.log" "$build/bench_tf32.log" 2>/dev/null | grep -i "median\|headline"
 summary
 exit $failed
