@@ -8,6 +8,16 @@
 //   dc::vload<V>(p) / dc::vstore(p, v)  for float2/float4/... accesses, so
 //                                  the emulator can fault on misalignment
 //                                  exactly where a GPU would.
+// And one they may use for a large read-only kernel parameter:
+//   dc::GridConstant<Type>         a by-value parameter all threads share;
+//                                  .get() gives a const reference to it.
+//                                  On the GPU it IS the by-value struct (in
+//                                  the kernel parameter space); the emulator
+//                                  calls the kernel once per thread, and a
+//                                  4 KiB struct by value would be copied for
+//                                  every one, so there it is a pointer to the
+//                                  launcher's object (launches are synchronous
+//                                  there, so the object outlives the launch).
 // Kernel bodies never test which compiler they are under; this file does.
 #pragma once
 
@@ -35,6 +45,13 @@ template <typename V, typename T>
 __device__ __forceinline__ void vstore(T* p, const V& v) {
   *reinterpret_cast<V*>(p) = v;
 }
+
+template <typename T>
+struct GridConstant {
+  T value;
+  __host__ GridConstant(const T& v) : value(v) {}  // NOLINT: implicit, as a by-value T
+  __device__ __forceinline__ const T& get() const { return value; }
+};
 }  // namespace dc
 
 #else  // host compiler: the emulator provides the CUDA vocabulary
@@ -60,6 +77,16 @@ inline void vstore(T* p, const V& v) {
   ::dc::emu::check_vector_alignment(p, alignof(V), "store");
   __builtin_memcpy(p, &v, sizeof(V));
 }
+
+template <typename T>
+class GridConstant {
+ public:
+  GridConstant(const T& v) : value_(&v) {}  // NOLINT: implicit, as a by-value T
+  const T& get() const { return *value_; }
+
+ private:
+  const T* value_;
+};
 }  // namespace dc
 
 #endif
