@@ -51,10 +51,7 @@
 // extra (N, C, P, Q) int buffer, kept by the layer across fprop and bprop,
 // for a saving only in bprop; recomputing keeps the API at (x, y, dy).
 //
-// Index math is in `Index`: int32 when every index of the launch fits (the
-// launcher checks), as 64-bit divisions cost several times more than 32-bit
-// ones on a GPU and on the emulator's CPU; int64 otherwise, since N*C*H*W
-// passes 2^31 for a VGG activation batch.
+// Indices are 64-bit: N*C*H*W passes 2^31 for a VGG activation batch.
 // Both kernels are barrier-free grid-stride loops, one thread per output
 // (fprop) or per input (bprop) element; consecutive threads take consecutive
 // w (or q), so warps read and write contiguous rows.
@@ -83,38 +80,36 @@ __device__ __forceinline__ bool pool_is_maximum(T v, T m) {
 // A window along one dimension starts at input index `start` (negative in the
 // left padding) and spans `extent`; these clip it to the input [0, size):
 // first index, and one past the last.
-template <typename Index>
-__device__ __forceinline__ Index pool_clip_begin(Index start) {
+__device__ __forceinline__ std::int64_t pool_clip_begin(std::int64_t start) {
   return start < 0 ? 0 : start;
 }
-template <typename Index>
-__device__ __forceinline__ Index pool_clip_end(Index start, int extent, Index size) {
+__device__ __forceinline__ std::int64_t pool_clip_end(std::int64_t start, int extent,
+                                                      std::int64_t size) {
   return start + extent < size ? start + extent : size;
 }
 
-template <typename T, typename Index>
+template <typename T>
 __global__ void max_pool2d_fprop_kernel(const T* __restrict__ x,  // (N, C, H, W)
                                         T* __restrict__ y,        // (N, C, P, Q)
                                         const ops::PoolParams pp) {
-  const Index H = Index(pp.H), W = Index(pp.W), P = Index(pp.P), Q = Index(pp.Q);
-  const Index total = Index(pp.N * pp.C) * P * Q;
-  const Index stride = Index(blockDim.x) * Index(gridDim.x);
-  for (Index i = Index(blockIdx.x) * Index(blockDim.x) + Index(threadIdx.x); i < total;
+  const std::int64_t total = pp.N * pp.C * pp.P * pp.Q;
+  const std::int64_t stride = std::int64_t(blockDim.x) * gridDim.x;
+  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += stride) {
-    const Index q = i % Q;
-    const Index p = (i / Q) % P;
-    const Index nc = i / (Q * P);
-    const Index h_start = p * pp.stride_h - pp.pad_h;
-    const Index w_start = q * pp.stride_w - pp.pad_w;
-    const Index h0 = pool_clip_begin(h_start);
-    const Index h1 = pool_clip_end(h_start, pp.R, H);
-    const Index w0 = pool_clip_begin(w_start);
-    const Index w1 = pool_clip_end(w_start, pp.S, W);
-    const T* plane = x + nc * H * W;
-    T best = plane[h0 * W + w0];  // the window is never empty (see the note)
-    for (Index h = h0; h < h1; ++h) {
-      const T* row = plane + h * W;
-      for (Index w = w0; w < w1; ++w) {
+    const std::int64_t q = i % pp.Q;
+    const std::int64_t p = (i / pp.Q) % pp.P;
+    const std::int64_t nc = i / (pp.Q * pp.P);
+    const std::int64_t h_start = p * pp.stride_h - pp.pad_h;
+    const std::int64_t w_start = q * pp.stride_w - pp.pad_w;
+    const std::int64_t h0 = pool_clip_begin(h_start);
+    const std::int64_t h1 = pool_clip_end(h_start, pp.R, pp.H);
+    const std::int64_t w0 = pool_clip_begin(w_start);
+    const std::int64_t w1 = pool_clip_end(w_start, pp.S, pp.W);
+    const T* plane = x + nc * pp.H * pp.W;
+    T best = plane[h0 * pp.W + w0];  // the window is never empty (see the note)
+    for (std::int64_t h = h0; h < h1; ++h) {
+      const T* row = plane + h * pp.W;
+      for (std::int64_t w = w0; w < w1; ++w) {
         const T v = row[w];
         if (pool_replaces(v, best)) best = v;
       }
@@ -126,51 +121,51 @@ __global__ void max_pool2d_fprop_kernel(const T* __restrict__ x,  // (N, C, H, W
 // Whether input element (h, w) is the arg-max of the window starting at
 // (h_start, w_start), whose maximum is m: it must equal m and no element
 // before it in row-major window order may.
-template <typename T, typename Index>
-__device__ __forceinline__ bool pool_is_argmax(const T* plane, Index W, int S, Index h_start,
-                                               Index w_start, Index h, Index w, T m) {
-  if (!pool_is_maximum(plane[h * W + w], m)) return false;
-  const Index h0 = pool_clip_begin(h_start);
-  const Index w0 = pool_clip_begin(w_start);
-  const Index w1 = pool_clip_end(w_start, S, W);
-  for (Index i = h0; i <= h; ++i) {
-    const Index end = i < h ? w1 : w;  // row h: only the elements before w
-    for (Index j = w0; j < end; ++j) {
-      if (pool_is_maximum(plane[i * W + j], m)) return false;
+template <typename T>
+__device__ __forceinline__ bool pool_is_argmax(const T* plane, const ops::PoolParams& pp,
+                                               std::int64_t h_start, std::int64_t w_start,
+                                               std::int64_t h, std::int64_t w, T m) {
+  if (!pool_is_maximum(plane[h * pp.W + w], m)) return false;
+  const std::int64_t h0 = pool_clip_begin(h_start);
+  const std::int64_t w0 = pool_clip_begin(w_start);
+  const std::int64_t w1 = pool_clip_end(w_start, pp.S, pp.W);
+  for (std::int64_t i = h0; i <= h; ++i) {
+    const std::int64_t end = i < h ? w1 : w;  // row h: only the elements before w
+    for (std::int64_t j = w0; j < end; ++j) {
+      if (pool_is_maximum(plane[i * pp.W + j], m)) return false;
     }
   }
   return true;
 }
 
-template <typename T, typename Index>
+template <typename T>
 __global__ void max_pool2d_bprop_kernel(const T* __restrict__ x,   // (N, C, H, W) fprop input
                                         const T* __restrict__ y,   // (N, C, P, Q) fprop output
                                         const T* __restrict__ dy,  // (N, C, P, Q)
                                         T* __restrict__ dx,        // (N, C, H, W)
                                         const ops::PoolParams pp) {
-  const Index H = Index(pp.H), W = Index(pp.W), P = Index(pp.P), Q = Index(pp.Q);
-  const Index total = Index(pp.N * pp.C) * H * W;
-  const Index stride = Index(blockDim.x) * Index(gridDim.x);
-  for (Index i = Index(blockIdx.x) * Index(blockDim.x) + Index(threadIdx.x); i < total;
+  const std::int64_t total = pp.N * pp.C * pp.H * pp.W;
+  const std::int64_t stride = std::int64_t(blockDim.x) * gridDim.x;
+  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += stride) {
-    const Index w = i % W;
-    const Index h = (i / W) % H;
-    const Index nc = i / (W * H);
+    const std::int64_t w = i % pp.W;
+    const std::int64_t h = (i / pp.W) % pp.H;
+    const std::int64_t nc = i / (pp.W * pp.H);
     // Windows containing (h, w): p*stride_h <= h + pad_h < p*stride_h + R.
-    const Index hp = h + pp.pad_h;
-    const Index wp = w + pp.pad_w;
-    const Index p0 = hp < pp.R ? 0 : (hp - pp.R) / pp.stride_h + 1;
-    const Index q0 = wp < pp.S ? 0 : (wp - pp.S) / pp.stride_w + 1;
-    const Index p1 = hp / pp.stride_h < P - 1 ? hp / pp.stride_h : P - 1;
-    const Index q1 = wp / pp.stride_w < Q - 1 ? wp / pp.stride_w : Q - 1;
-    const T* plane = x + nc * H * W;
-    const Index out_plane = nc * P * Q;
+    const std::int64_t hp = h + pp.pad_h;
+    const std::int64_t wp = w + pp.pad_w;
+    const std::int64_t p0 = hp < pp.R ? 0 : (hp - pp.R) / pp.stride_h + 1;
+    const std::int64_t q0 = wp < pp.S ? 0 : (wp - pp.S) / pp.stride_w + 1;
+    const std::int64_t p1 = hp / pp.stride_h < pp.P - 1 ? hp / pp.stride_h : pp.P - 1;
+    const std::int64_t q1 = wp / pp.stride_w < pp.Q - 1 ? wp / pp.stride_w : pp.Q - 1;
+    const T* plane = x + nc * pp.H * pp.W;
+    const std::int64_t out_plane = nc * pp.P * pp.Q;
     T sum = T(0);
-    for (Index p = p0; p <= p1; ++p) {
-      for (Index q = q0; q <= q1; ++q) {
-        const Index o = out_plane + p * Q + q;
-        if (pool_is_argmax(plane, W, pp.S, Index(p * pp.stride_h - pp.pad_h),
-                           Index(q * pp.stride_w - pp.pad_w), h, w, y[o])) {
+    for (std::int64_t p = p0; p <= p1; ++p) {
+      for (std::int64_t q = q0; q <= q1; ++q) {
+        const std::int64_t o = out_plane + p * pp.Q + q;
+        if (pool_is_argmax(plane, pp, p * pp.stride_h - pp.pad_h, q * pp.stride_w - pp.pad_w, h,
+                           w, y[o])) {
           sum += dy[o];
         }
       }

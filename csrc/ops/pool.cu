@@ -1,6 +1,4 @@
 // Launchers for kernels/pool.cuh.
-#include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -37,14 +35,6 @@ void check(const PoolParams& pp) {
   if (!why.empty()) throw std::invalid_argument("max_pool2d: " + why);
 }
 
-// Whether a launch over `elements` (the larger of x and y) can do its index
-// math in int32: every index, and every grid-stride step past the last one,
-// must fit.
-bool fits_int32(std::int64_t elements) {
-  const std::int64_t step = std::int64_t(kPoolThreadsPerBlock) * kPoolMaxBlocks;
-  return elements + step <= std::int64_t(INT32_MAX);
-}
-
 LaunchConfig pool_config(std::int64_t work_items, Stream s) {
   return LaunchConfig{dim3(blocks_for(work_items, kPoolThreadsPerBlock, kPoolMaxBlocks)),
                       dim3(kPoolThreadsPerBlock), 0, s};
@@ -64,12 +54,7 @@ void max_pool2d_fprop(const T* x, T* y, const PoolParams& pp, Stream s) {
   check(pp);
   const std::int64_t outputs = pp.N * pp.C * pp.P * pp.Q;
   if (outputs == 0) return;
-  const LaunchConfig cfg = pool_config(outputs, s);
-  if (fits_int32(std::max(outputs, pp.N * pp.C * pp.H * pp.W))) {
-    launch(max_pool2d_fprop_kernel<T, std::int32_t>, "max_pool2d_fprop", cfg, x, y, pp);
-  } else {
-    launch(max_pool2d_fprop_kernel<T, std::int64_t>, "max_pool2d_fprop", cfg, x, y, pp);
-  }
+  launch(max_pool2d_fprop_kernel<T>, "max_pool2d_fprop", pool_config(outputs, s), x, y, pp);
 }
 
 template <typename T>
@@ -78,12 +63,8 @@ void max_pool2d_bprop(const T* x, const T* y, const T* dy, T* dx, const PoolPara
   check(pp);
   const std::int64_t inputs = pp.N * pp.C * pp.H * pp.W;
   if (inputs == 0) return;
-  const LaunchConfig cfg = pool_config(inputs, s);
-  if (fits_int32(std::max(inputs, pp.N * pp.C * pp.P * pp.Q))) {
-    launch(max_pool2d_bprop_kernel<T, std::int32_t>, "max_pool2d_bprop", cfg, x, y, dy, dx, pp);
-  } else {
-    launch(max_pool2d_bprop_kernel<T, std::int64_t>, "max_pool2d_bprop", cfg, x, y, dy, dx, pp);
-  }
+  launch(max_pool2d_bprop_kernel<T>, "max_pool2d_bprop", pool_config(inputs, s), x, y, dy, dx,
+         pp);
 }
 
 template void max_pool2d_fprop<float>(const float*, float*, const PoolParams&, Stream);
