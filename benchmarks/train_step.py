@@ -4,7 +4,11 @@ One step = forward, softmax cross-entropy, backward, SGD update (momentum
 0.9, weight decay 5e-4), on a fixed random batch. Networks:
 
 - ``vgg_small``: VGG-A's layout for 32x32 images at width 32 (channels
-  32-64-128-256-256, so the 3x3 convolutions do nearly all the work);
+  32-64-128-256-256, so the 3x3 convolutions do nearly all the work), with
+  Glorot's initialisation: VGG's std 0.1 makes this net's first loss ~560
+  and every weight NaN by the third step, and a diverged net would time
+  the NaN paths (conv2d_dgrad's per-tap fallback for non-finite filters)
+  instead of a training step;
 - ``digits_net``: ``deepconv train``'s default network (8x8 grey images).
 
 PyTorch runs the same network (layer by layer, same shapes) on the CPU, or
@@ -30,7 +34,8 @@ from deepconv.models import digits_net, vgg_small
 
 NETWORKS = {
     # name: (builder, input shape per image, default batch)
-    "vgg_small": (lambda device: vgg_small("A", 32, 10, width=32, device=device), (3, 32, 32), 16),
+    "vgg_small": (lambda device: vgg_small("A", 32, 10, width=32, init="glorot", device=device),
+                  (3, 32, 32), 16),
     "digits_net": (lambda device: digits_net(device=device), (1, 8, 8), 32),
 }
 
@@ -151,6 +156,10 @@ def main(argv=None):
         batch = args.batch or NETWORKS[name][2]
         model, ours = deepconv_step(name, batch, device)
         row = {"batch": batch, "deepconv": batch / median_time(ours, args.repeat)}
+        last_loss = ours()
+        if not np.isfinite(last_loss):
+            raise SystemExit(f"train_step: {name}'s loss became {last_loss}: the timings would "
+                             "measure a diverged (non-finite) network")
         if torch is not None:
             theirs = torch_step(torch, model, name, batch, device.type)
             row["torch"] = batch / median_time(theirs, args.repeat)

@@ -24,6 +24,16 @@
 // cp.async, cvt.rna.tf32 and mma.sync need sm_80: compiled for an older GPU
 // they fall back to a synchronous copy, the same rounding in integer
 // arithmetic, and the same product from warp shuffles.
+// And one they may use for a large read-only kernel parameter:
+//   dc::GridConstant<Type>         a by-value parameter all threads share;
+//                                  .get() gives a const reference to it.
+//                                  On the GPU it IS the by-value struct (in
+//                                  the kernel parameter space); the emulator
+//                                  calls the kernel once per thread, and a
+//                                  4 KiB struct by value would be copied for
+//                                  every one, so there it is a pointer to the
+//                                  launcher's object (launches are synchronous
+//                                  there, so the object outlives the launch).
 // Kernel bodies never test which compiler they are under; this file does.
 #pragma once
 
@@ -184,6 +194,13 @@ __device__ __forceinline__ void ldmatrix(std::uint32_t (&out)[kCount], const voi
                  : "=r"(out[0]), "=r"(out[1]), "=r"(out[2]), "=r"(out[3]) : "r"(addr));
   }
 }
+
+template <typename T>
+struct GridConstant {
+  T value;
+  __host__ GridConstant(const T& v) : value(v) {}  // NOLINT: implicit, as a by-value T
+  __device__ __forceinline__ const T& get() const { return value; }
+};
 }  // namespace dc
 
 #else  // host compiler: the emulator provides the CUDA vocabulary
@@ -245,6 +262,16 @@ inline void ldmatrix(std::uint32_t (&out)[kCount], const void* row) {
   static_assert(kCount == 1 || kCount == 2 || kCount == 4, "ldmatrix loads .x1, .x2 or .x4");
   ::dc::emu::ldmatrix(out, kCount, kTrans, row);
 }
+
+template <typename T>
+class GridConstant {
+ public:
+  GridConstant(const T& v) : value_(&v) {}  // NOLINT: implicit, as a by-value T
+  const T& get() const { return *value_; }
+
+ private:
+  const T* value_;
+};
 }  // namespace dc
 
 #endif

@@ -29,7 +29,8 @@
 // agree to the bit; tests may compare them exactly.
 //
 // Launch layout: the kernel receives one SgdBatch by value (CUDA's kernel
-// parameter space, <= 4 KiB) describing up to kSgdMaxTensorsPerLaunch
+// parameter space, <= 4 KiB; a dc::GridConstant, so the emulator does not
+// copy it for every thread) describing up to kSgdMaxTensorsPerLaunch
 // tensors. Tensor t owns the blocks [block_start[t], block_start[t+1]) of a
 // 1-D grid and walks its own elements with a grid-stride loop over just those
 // blocks; a block finds its tensor by binary search over block_start. Empty
@@ -81,7 +82,8 @@ __device__ __forceinline__ int sgd_find_tensor(const SgdBatch<T>& batch, unsigne
 }
 
 template <typename T>
-__global__ void sgd_update_kernel(const SgdBatch<T> batch) {
+__global__ void sgd_update_kernel(const GridConstant<SgdBatch<T>> param) {
+  const SgdBatch<T>& batch = param.get();
   const int t = sgd_find_tensor(batch, blockIdx.x);
   T* w = batch.tensors[t].w;        // (n,)
   T* v = batch.tensors[t].v;        // (n,)

@@ -56,9 +56,16 @@ void conv2d_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, T* db, vo
                                               kSplitTarget, workspace, workspace_bytes, s);
   });
   if (db != nullptr) {
+#if DC_GPU_CONFIG
     const LaunchConfig cfg{dim3(static_cast<unsigned int>(p.K)), dim3(kBiasThreads), 0, s};
     launch(conv_bias_grad_kernel<T, kBiasThreads>, "conv2d_bias_grad", cfg, dy, db, p.N, p.K,
            p.output_plane());
+#else
+    // The same sums without the block's barriers (kernels/conv_wgrad.cuh).
+    const LaunchConfig cfg{dim3(static_cast<unsigned int>(p.K)), dim3(1), 0, s};
+    launch(conv_bias_grad_serial_kernel<T, kBiasThreads>, "conv2d_bias_grad", cfg, dy, db, p.N,
+           p.K, p.output_plane());
+#endif
   }
 }
 
