@@ -39,13 +39,11 @@ dc::ConvParams to_params(const ParamsTuple& t) {
 }
 
 dc::ops::ConvAlgorithm to_algorithm(const std::string& name) {
-  if (name == "auto") return dc::ops::ConvAlgorithm::kAuto;
-  if (name == "implicit_gemm") return dc::ops::ConvAlgorithm::kImplicitGemm;
-  if (name == "winograd") return dc::ops::ConvAlgorithm::kWinograd;
-  if (name == "winograd_4x4") return dc::ops::ConvAlgorithm::kWinograd4x4;
-  if (name == "winograd_2x2") return dc::ops::ConvAlgorithm::kWinograd2x2;
-  throw py::value_error("algorithm: expected 'auto', 'implicit_gemm', 'winograd', "
-                        "'winograd_4x4' or 'winograd_2x2', got '" + name + "'");
+  try {
+    return dc::ops::conv_algorithm_from_name(name);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
 }
 
 void conv2d_fprop(const ParamsTuple& params, std::uintptr_t x, std::uintptr_t w, std::uintptr_t b,

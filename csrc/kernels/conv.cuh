@@ -177,6 +177,33 @@ __device__ __forceinline__ void conv_copy_element_async(T* dst, const T* src, co
   cp_async_ca<sizeof(T)>(dst, src != nullptr ? src : any, src != nullptr ? int(sizeof(T)) : 0);
 }
 
+// load() and copy_async() of a loader that walks its elements one by one:
+// Derived has walk<kCount>(pass, k, k_end, f), which calls f(i, address of
+// element i, or null for a zero), and source(pass), the tensor it walks. The
+// same addresses are read into registers or copied by cp.async.
+template <typename Derived, typename T>
+struct ConvWalkedLoads {
+  template <typename Pass, int kCount>
+  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+    self().template walk<kCount>(pass, k, k_end,
+                                 [&](int i, const T* src) { out[i] = src ? *src : T(0); });
+  }
+
+  static constexpr bool kAsync = true;
+  template <int kCount, typename Pass>
+  __device__ __forceinline__ void copy_async(const Pass& pass, int k, int k_end, T* dst,
+                                             int dst_stride) const {
+    self().template walk<kCount>(pass, k, k_end, [&](int i, const T* src) {
+      conv_copy_element_async(dst + i * dst_stride, src, Derived::source(pass));
+    });
+  }
+
+ private:
+  __device__ __forceinline__ const Derived& self() const {
+    return static_cast<const Derived&>(*this);
+  }
+};
+
 // Whether conv_implicit_gemm_kernel runs Pass under Tile as a cp.async ring.
 template <typename Pass, typename Tile>
 constexpr bool conv_uses_multistage() {

@@ -99,7 +99,7 @@ struct ConvRowLoader {
 };
 
 template <typename T, int kR, int kS, int kStride>
-struct ConvFpropImageLoader {
+struct ConvFpropImageLoader : ConvWalkedLoads<ConvFpropImageLoader<T, kR, kS, kStride>, T> {
   static constexpr bool kRuns = false;  // one GEMM row per thread (ConvTileLoad)
   const T* image;  // x at (n, first channel of the group, 0, 0)
   int h0, w0;      // top-left corner of the window (may be negative: padding)
@@ -117,18 +117,9 @@ struct ConvFpropImageLoader {
     image = pass.x + (px.n * p.C + std::int64_t(group) * p.group_channels()) * p.input_plane();
   }
 
-  template <typename Pass, int kCount>
-  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
-    walk<kCount>(pass, k, k_end, [&](int i, const T* src) { out[i] = src ? *src : T(0); });
-  }
-
-  static constexpr bool kAsync = true;  // copy_async: load()'s values by cp.async
-  template <int kCount, typename Pass>
-  __device__ __forceinline__ void copy_async(const Pass& pass, int k, int k_end, T* dst,
-                                             int dst_stride) const {
-    walk<kCount>(pass, k, k_end, [&](int i, const T* src) {
-      conv_copy_element_async(dst + i * dst_stride, src, pass.x);
-    });
+  template <typename Pass>  // the tensor walk() reads (ConvWalkedLoads)
+  __device__ __forceinline__ static const T* source(const Pass& pass) {
+    return pass.x;
   }
 
   // Calls f(i, address of element i, or null for a zero) for i < kCount.

@@ -23,7 +23,7 @@ namespace dc {
 
 // dy[n, g*K/g + k, p, q] along the reduction (n, p, q) for row k.
 template <typename T>
-struct ConvWgradGradLoader {
+struct ConvWgradGradLoader : ConvWalkedLoads<ConvWgradGradLoader<T>, T> {
   static constexpr bool kRuns = false;  // one GEMM row per thread (ConvTileLoad)
   const T* row;  // dy at (0, g*K/g + k, 0, 0)
   bool valid;
@@ -35,18 +35,9 @@ struct ConvWgradGradLoader {
     row = pass.dy + (std::int64_t(group) * p.group_filters() + (valid ? k : 0)) * p.output_plane();
   }
 
-  template <typename Pass, int kCount>
-  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
-    walk<kCount>(pass, k, k_end, [&](int i, const T* src) { out[i] = src ? *src : T(0); });
-  }
-
-  static constexpr bool kAsync = true;  // copy_async: load()'s values by cp.async
-  template <int kCount, typename Pass>
-  __device__ __forceinline__ void copy_async(const Pass& pass, int k, int k_end, T* dst,
-                                             int dst_stride) const {
-    walk<kCount>(pass, k, k_end, [&](int i, const T* src) {
-      conv_copy_element_async(dst + i * dst_stride, src, pass.dy);
-    });
+  template <typename Pass>  // the tensor walk() reads (ConvWalkedLoads)
+  __device__ __forceinline__ static const T* source(const Pass& pass) {
+    return pass.dy;
   }
 
   // Calls f(i, address of element i, or null for a zero) for i < kCount.
@@ -71,7 +62,7 @@ struct ConvWgradGradLoader {
 // x[n, g*C/g + c, p*sh - ph + r, q*sw - pw + s] along the reduction (n, p, q)
 // for column (c, r, s); zero in the padding.
 template <typename T>
-struct ConvWgradImageLoader {
+struct ConvWgradImageLoader : ConvWalkedLoads<ConvWgradImageLoader<T>, T> {
   const T* channel;  // x at (0, g*C/g + c, 0, 0)
   int r, s;
   bool valid;
@@ -88,18 +79,9 @@ struct ConvWgradImageLoader {
     channel = pass.x + (std::int64_t(group) * p.group_channels() + c) * p.input_plane();
   }
 
-  template <typename Pass, int kCount>
-  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
-    walk<kCount>(pass, k, k_end, [&](int i, const T* src) { out[i] = src ? *src : T(0); });
-  }
-
-  static constexpr bool kAsync = true;  // copy_async: load()'s values by cp.async
-  template <int kCount, typename Pass>
-  __device__ __forceinline__ void copy_async(const Pass& pass, int k, int k_end, T* dst,
-                                             int dst_stride) const {
-    walk<kCount>(pass, k, k_end, [&](int i, const T* src) {
-      conv_copy_element_async(dst + i * dst_stride, src, pass.x);
-    });
+  template <typename Pass>  // the tensor walk() reads (ConvWalkedLoads)
+  __device__ __forceinline__ static const T* source(const Pass& pass) {
+    return pass.x;
   }
 
   // Calls f(i, address of element i, or null for a zero) for i < kCount.

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstddef>
+#include <stdexcept>
 #include <string>
 
 #include "common/stream.h"
@@ -29,6 +30,19 @@ namespace dc::ops {
 // one named (kWinograd4x4: F(4x4,3x3), kWinograd2x2: F(2x2,3x3));
 // kImplicitGemm always applies.
 enum class ConvAlgorithm { kAuto, kImplicitGemm, kWinograd, kWinograd4x4, kWinograd2x2 };
+
+// The ConvAlgorithm deepconv.ops names `name` ("auto", "implicit_gemm",
+// "winograd", "winograd_4x4", "winograd_2x2"); std::invalid_argument
+// (ValueError through pybind11) for any other.
+inline ConvAlgorithm conv_algorithm_from_name(const std::string& name) {
+  if (name == "auto") return ConvAlgorithm::kAuto;
+  if (name == "implicit_gemm") return ConvAlgorithm::kImplicitGemm;
+  if (name == "winograd") return ConvAlgorithm::kWinograd;
+  if (name == "winograd_4x4") return ConvAlgorithm::kWinograd4x4;
+  if (name == "winograd_2x2") return ConvAlgorithm::kWinograd2x2;
+  throw std::invalid_argument("algorithm: expected 'auto', 'implicit_gemm', 'winograd', "
+                              "'winograd_4x4' or 'winograd_2x2', got '" + name + "'");
+}
 
 // y = conv(x, w) + b (b may be null), then max(., 0) if relu.
 // x (N, C, H, W), w (K, C/groups, R, S), b (K,), y (N, K, P, Q).

@@ -98,16 +98,6 @@ dc::ConvParams conv_params(const std::vector<std::int64_t>& v) {
   return p;
 }
 
-// The conv calls' last token: deepconv.ops' `algorithm` names.
-dc::ops::ConvAlgorithm conv_algorithm(const std::string& name) {
-  if (name == "auto") return dc::ops::ConvAlgorithm::kAuto;
-  if (name == "implicit_gemm") return dc::ops::ConvAlgorithm::kImplicitGemm;
-  if (name == "winograd") return dc::ops::ConvAlgorithm::kWinograd;
-  if (name == "winograd_4x4") return dc::ops::ConvAlgorithm::kWinograd4x4;
-  if (name == "winograd_2x2") return dc::ops::ConvAlgorithm::kWinograd2x2;
-  throw std::invalid_argument("conv algorithm " + name);
-}
-
 // A device workspace of `bytes` (none when 0), freed at scope exit.
 struct Workspace {
   void* ptr = nullptr;
@@ -157,7 +147,7 @@ const std::map<std::string, std::function<void(Call&)>>& handlers() {
          const Arg &x = c.next('b'), &w = c.next('b'), &b = c.next('b'), &y = c.next('b');
          const bool relu = c.integer() != 0;
          const std::string dtype = c.text();
-         const dc::ops::ConvAlgorithm algo = conv_algorithm(c.text());
+         const dc::ops::ConvAlgorithm algo = dc::ops::conv_algorithm_from_name(c.text());
          with_dtype(dtype, [&](auto zero) {
            using T = decltype(zero);
            Workspace ws(dc::ops::conv2d_fprop_workspace_bytes<T>(p, algo));
@@ -171,7 +161,7 @@ const std::map<std::string, std::function<void(Call&)>>& handlers() {
          const dc::ConvParams p = conv_params(c.tuple());
          const Arg &dy = c.next('b'), &w = c.next('b'), &dx = c.next('b');
          const std::string dtype = c.text();
-         const dc::ops::ConvAlgorithm algo = conv_algorithm(c.text());
+         const dc::ops::ConvAlgorithm algo = dc::ops::conv_algorithm_from_name(c.text());
          with_dtype(dtype, [&](auto zero) {
            using T = decltype(zero);
            Workspace ws(dc::ops::conv2d_dgrad_workspace_bytes<T>(p, algo));
@@ -184,7 +174,7 @@ const std::map<std::string, std::function<void(Call&)>>& handlers() {
          const dc::ConvParams p = conv_params(c.tuple());
          const Arg &x = c.next('b'), &dy = c.next('b'), &dw = c.next('b'), &db = c.next('b');
          const std::string dtype = c.text();
-         const dc::ops::ConvAlgorithm algo = conv_algorithm(c.text());
+         const dc::ops::ConvAlgorithm algo = dc::ops::conv_algorithm_from_name(c.text());
          with_dtype(dtype, [&](auto zero) {
            using T = decltype(zero);
            Workspace ws(dc::ops::conv2d_wgrad_workspace_bytes<T>(p, algo));
