@@ -26,8 +26,12 @@ namespace dc {
 
 // dy gathered through the (flipped) filter window of one input pixel.
 template <typename T, int kR, int kS, int kStride>
-struct ConvDgradGradLoader {
+struct ConvDgradGradLoader : ConvWalkedLoads<ConvDgradGradLoader<T, kR, kS, kStride>, T> {
   static constexpr bool kRuns = false;  // one GEMM row per thread (ConvTileLoad)
+  // The cp.async ring for the general variant only: the 3x3 one spilled 72
+  // bytes on sm_80 in the ring (128 registers at two 256-thread blocks per
+  // SM), so it keeps the register-staged double buffer.
+  static constexpr bool kAsync = kR == 0;
   const T* grad;  // dy at (n, first filter of the group, 0, 0)
   int hp, wp;     // h + pad_h, w + pad_w
   bool valid;
@@ -42,8 +46,14 @@ struct ConvDgradGradLoader {
     grad = pass.dy + (px.n * p.K + std::int64_t(group) * p.group_filters()) * p.output_plane();
   }
 
-  template <typename Pass, int kCount>
-  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+  template <typename Pass>  // the tensor walk() reads (ConvWalkedLoads)
+  __device__ __forceinline__ static const T* source(const Pass& pass) {
+    return pass.dy;
+  }
+
+  // Calls f(i, address of element i, or null for a zero) for i < kCount.
+  template <int kCount, typename Pass, typename F>
+  __device__ __forceinline__ void walk(const Pass& pass, int k, int k_end, F&& f) const {
     const ConvParams& p = pass.params;
     const int R = kR ? kR : p.R;
     const int S = kS ? kS : p.S;
@@ -65,7 +75,7 @@ struct ConvDgradGradLoader {
         lands = lands && op * sh == hs && oq * sw == ws;
       }
       lands = lands && op < P && oq < Q;
-      out[i] = lands ? plane[op * Q + oq] : T(0);
+      f(i, lands ? plane + op * Q + oq : nullptr);
       if (++s == S) {
         s = 0;
         if (++r == R) {
@@ -116,7 +126,7 @@ struct ConvDgradGradRunLoader {
 
 // w[g*K/g + f, c, r, s] for reduction index (f, r, s) and column c.
 template <typename T>
-struct ConvDgradFilterLoader {
+struct ConvDgradFilterLoader : ConvWalkedLoads<ConvDgradFilterLoader<T>, T> {
   const T* column;  // w at (first filter of the group, c, 0, 0)
   bool valid;
 
@@ -128,16 +138,22 @@ struct ConvDgradFilterLoader {
              (valid ? c : 0) * p.filter_taps();
   }
 
-  template <typename Pass, int kCount>
-  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
+  template <typename Pass>  // the tensor walk() reads (ConvWalkedLoads)
+  __device__ __forceinline__ static const T* source(const Pass& pass) {
+    return pass.w;
+  }
+
+  // Calls f(i, address of element i, or null for a zero) for i < kCount.
+  template <int kCount, typename Pass, typename F>
+  __device__ __forceinline__ void walk(const Pass& pass, int k, int k_end, F&& f) const {
     const ConvParams& p = pass.params;
     const int taps = p.filter_taps();
-    int f = k / taps;
-    int rs = k - f * taps;
-    const T* filter = column + f * p.filter_size();
+    const int first = k / taps;  // the filter of step k
+    int rs = k - first * taps;
+    const T* filter = column + first * p.filter_size();
 #pragma unroll
     for (int i = 0; i < kCount; ++i) {
-      out[i] = valid && k + i < k_end ? filter[rs] : T(0);
+      f(i, valid && k + i < k_end ? filter + rs : nullptr);
       if (++rs == taps) {
         rs = 0;
         filter += p.filter_size();
