@@ -31,9 +31,9 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
+from timing import median_time  # benchmarks/timing.py, beside this script
 
 import deepconv
 from deepconv import ops
@@ -49,17 +49,6 @@ ALGORITHMS = ("auto", "implicit_gemm", "winograd")
 
 def flops(n, c, k, h):
     return 2.0 * n * k * h * h * c * 9
-
-
-def median_time(fn, repeat, min_seconds):
-    """Median wall time of fn() over at least `repeat` runs (after one warm-up)."""
-    fn()
-    times = []
-    while len(times) < repeat or (sum(times) < min_seconds and len(times) < 50):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 # ---- references --------------------------------------------------------------------------------

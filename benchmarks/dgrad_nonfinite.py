@@ -12,10 +12,9 @@ with one Inf tap (the tap-by-tap path), per VGG / AlexNet shape.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+from timing import median_time  # benchmarks/timing.py, beside this script
 
 import deepconv
 from deepconv.backend import backend_for
@@ -27,16 +26,6 @@ SHAPES = {  # name: (x shape without N, w shape, stride, padding)
     "vgg_conv5_2@14": ((512, 14, 14), (512, 512, 3, 3), 1, 1),
     "alexnet_conv2@27": ((96, 27, 27), (256, 96, 5, 5), 1, 2),
 }
-
-
-def median_seconds(fn, repeat):
-    fn()  # warm: buffers, workspace
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
@@ -75,10 +64,10 @@ def main():
 
         inf = w.copy()
         inf[0, 0, 0, 0] = np.inf
-        t_kernel = median_seconds(kernel, args.repeat)
-        t_op = median_seconds(op, args.repeat)
-        t_check = median_seconds(check, args.repeat)
-        t_taps = median_seconds(lambda: op(inf), max(1, args.repeat // 2))
+        t_kernel = median_time(kernel, args.repeat)
+        t_op = median_time(op, args.repeat)
+        t_check = median_time(check, args.repeat)
+        t_taps = median_time(lambda: op(inf), max(1, args.repeat // 2))
         print(f"{name:18} {t_kernel:9.4f} {t_op:9.4f} {t_check:9.5f} "
               f"{100 * t_check / t_kernel:7.2f}% {t_taps:10.4f}")
 

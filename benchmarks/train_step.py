@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
+from timing import median_time  # benchmarks/timing.py, beside this script
 
 import deepconv
 from deepconv import nn
@@ -62,16 +61,6 @@ def torch_mirror(torch, model):
         else:
             raise SystemExit(f"train_step: no PyTorch mirror for {type(layer).__name__}")
     return torch.nn.Sequential(*layers)
-
-
-def median_time(fn, repeat):
-    fn()  # warm-up (and first-call allocations)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def deepconv_step(name, batch, device):
