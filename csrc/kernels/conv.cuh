@@ -557,10 +557,15 @@ template <typename Pass>
 struct ConvPassAllowsTf32<Pass, std::void_t<decltype(Pass::kAllowTf32)>>
     : std::integral_constant<bool, Pass::kAllowTf32> {};
 
+// Whether Pass has a TF32 form at all (float, not opted out); only then is
+// the TF32 twin of its tile instantiated.
+template <typename Pass>
+constexpr bool kConvPassHasTf32 =
+    std::is_same<typename Pass::Scalar, float>::value && ConvPassAllowsTf32<Pass>::value;
+
 template <typename Pass>
 bool conv_uses_tf32() {
-  if constexpr (std::is_same<typename Pass::Scalar, float>::value &&
-                ConvPassAllowsTf32<Pass>::value) {
+  if constexpr (kConvPassHasTf32<Pass>) {
     return conv_precision() == ConvPrecision::kTf32 && conv_device_has_tf32();
   } else {
     return false;
@@ -580,8 +585,7 @@ template <typename Tile, typename Pass>
 void conv_launch_implicit_gemm(const char* name, const char* reduce_name, const Pass& pass,
                                ConvSplitTarget target, void* workspace,
                                std::size_t workspace_bytes, Stream stream) {
-  if constexpr (std::is_same<typename Pass::Scalar, float>::value &&
-                ConvPassAllowsTf32<Pass>::value) {
+  if constexpr (kConvPassHasTf32<Pass>) {
     if (conv_uses_tf32<Pass>()) {
       conv_launch_tile<typename ConvTf32TileFor<Tile>::type>(name, reduce_name, pass, target,
                                                              workspace, workspace_bytes, stream);
