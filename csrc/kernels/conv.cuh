@@ -329,6 +329,64 @@ __device__ __forceinline__ void conv_mainloop_multistage(
   cp_async_wait<0>();  // only empty groups remain; leaves nothing in flight
 }
 
+// Operands that already lie in memory in GEMM order (Winograd's transformed
+// operands, written by its transform kernels) need no stage on the
+// emulator, where shared memory is the same memory as global: copying them
+// into a stage and out again cost more than the FMAs (dev/winograd). A Pass
+// says so with kDirect and describes, per group, where a(k, m) and b(k, n)
+// lie: a(k, m) = a.data[m * a.line_stride + k * a.k_stride] for m < a.lines,
+// b(k, n) = b.data[n + k * b.k_stride] for n < b.lines, a multiple of the
+// thread tile's columns (so whole rows of a thread read inside the matrix;
+// columns past the GEMM's read whatever lies there, and are never stored).
+template <typename T>
+struct ConvDirectOperand {
+  const T* data;
+  std::int64_t lines;        // A: GEMM rows; B: readable columns per step
+  std::int64_t line_stride;  // A: between GEMM rows (B: 1)
+  std::int64_t k_stride;     // between reduction steps
+};
+
+template <typename Pass, typename = void>
+struct ConvPassDirect : std::false_type {};
+template <typename Pass>
+struct ConvPassDirect<Pass, std::void_t<decltype(Pass::kDirect)>>
+    : std::integral_constant<bool, Pass::kDirect> {};
+
+// Whether conv_implicit_gemm_kernel reads Pass's operands straight from
+// memory: the emulator's own builds only (a GPU needs the shared stage for
+// its reuse across threads), under FMA math.
+template <typename Pass, typename Tile>
+constexpr bool conv_uses_direct() {
+  return !DC_GPU_CONFIG && ConvPassDirect<Pass>::value && Tile::Math::kDirect;
+}
+
+// The main loop without a stage: each thread multiplies its register tile
+// over the whole reduction, reading a and b where the pass keeps them. No
+// barrier at all, so no emulated thread switch. Rows past the GEMM read its
+// last row and columns past it read padding (ConvDirectOperand); the
+// epilogue drops both.
+template <typename Pass, typename Tile, typename Acc>
+__device__ __forceinline__ void conv_mainloop_direct(const Pass& pass, int group, std::int64_t m0,
+                                                     int n0, int k_begin, int k_end,
+                                                     const typename Tile::Math& math, Acc& acc) {
+  using T = typename Pass::Scalar;
+  const ConvDirectOperand<T> a = pass.direct_a(group);
+  const ConvDirectOperand<T> b = pass.direct_b(group);
+  const T* a_rows[Tile::kThreadM];
+#pragma unroll
+  for (int i = 0; i < Tile::kThreadM; ++i) {
+    const std::int64_t row = m0 + math.row(i);
+    const std::int64_t m = row < a.lines ? row : a.lines - 1;
+    a_rows[i] = a.data + m * a.line_stride + std::int64_t(k_begin) * a.k_stride;
+  }
+  // A thread whose first column is past b.lines has only columns past the
+  // GEMM (b.lines is a multiple of kThreadN): any in-bounds read serves.
+  const std::int64_t col = n0 + math.col(0);
+  const std::int64_t n = col <= b.lines - Tile::kThreadN ? col : b.lines - Tile::kThreadN;
+  const T* b_row = b.data + n + std::int64_t(k_begin) * b.k_stride;
+  math.multiply_direct(a_rows, a.k_stride, b_row, b.k_stride, k_end - k_begin, acc);
+}
+
 // The epilogue straight from the accumulators: each thread writes its own
 // elements (partial sums into the split-K workspace, else pass.out after
 // pass.finish).
@@ -416,9 +474,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
                               typename Pass::Scalar* partial,  // (splits, groups, M, N) or null
                               int splits, int k_per_split) {
   using T = typename Pass::Scalar;
-  using LoadA =
-      ConvTileLoadFor<typename Pass::ALoader, Tile::kBlockM, Tile::kBlockK, Tile::kThreads>;
-  using LoadB = ConvTileLoad<Tile::kBlockN, Tile::kBlockK, Tile::kThreads>;
   using Math = typename Tile::Math;
 
   const int tid = threadIdx.x;
@@ -429,17 +484,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
   const int k_begin = split * k_per_split;
   const int k_end = min(pass.gemm_k(), k_begin + k_per_split);
 
-  typename Pass::ALoader a_load[LoadA::kColIters];
-  typename Pass::BLoader b_load[LoadB::kColIters];
-#pragma unroll
-  for (int it = 0; it < LoadA::kColIters; ++it) {
-    a_load[it].init(pass, group, m0 + LoadA::col(tid, it));
-  }
-#pragma unroll
-  for (int it = 0; it < LoadB::kColIters; ++it) {
-    b_load[it].init(pass, group, n0 + LoadB::col(tid, it));
-  }
-
   T acc[Math::kAccM][Math::kAccN];
 #pragma unroll
   for (int i = 0; i < Math::kAccM; ++i)
@@ -447,19 +491,36 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     for (int j = 0; j < Math::kAccN; ++j) acc[i][j] = T(0);
   const Math math(tid);
 
-  if constexpr (conv_uses_multistage<Pass, Tile>()) {
-    conv_mainloop_multistage<Pass, Tile, LoadA, LoadB>(pass, a_load, b_load, k_begin, k_end, math,
-                                                       acc);
-    // Outputs contiguous along m (fprop's y): through shared memory, so a
-    // warp stores 32 consecutive pixels of one channel instead of 32
-    // channels 8 apart.
-    if (partial == nullptr && pass.out_stride() != 1) {
-      conv_epilogue_through_shared<Pass, Tile>(pass, group, m0, n0, math, acc);
-      return;
-    }
+  if constexpr (conv_uses_direct<Pass, Tile>()) {
+    conv_mainloop_direct<Pass, Tile>(pass, group, m0, n0, k_begin, k_end, math, acc);
   } else {
-    conv_mainloop_double_buffer<Pass, Tile, LoadA, LoadB>(pass, a_load, b_load, k_begin, k_end,
-                                                          math, acc);
+    using LoadA =
+        ConvTileLoadFor<typename Pass::ALoader, Tile::kBlockM, Tile::kBlockK, Tile::kThreads>;
+    using LoadB = ConvTileLoad<Tile::kBlockN, Tile::kBlockK, Tile::kThreads>;
+    typename Pass::ALoader a_load[LoadA::kColIters];
+    typename Pass::BLoader b_load[LoadB::kColIters];
+#pragma unroll
+    for (int it = 0; it < LoadA::kColIters; ++it) {
+      a_load[it].init(pass, group, m0 + LoadA::col(tid, it));
+    }
+#pragma unroll
+    for (int it = 0; it < LoadB::kColIters; ++it) {
+      b_load[it].init(pass, group, n0 + LoadB::col(tid, it));
+    }
+    if constexpr (conv_uses_multistage<Pass, Tile>()) {
+      conv_mainloop_multistage<Pass, Tile, LoadA, LoadB>(pass, a_load, b_load, k_begin, k_end,
+                                                         math, acc);
+      // Outputs contiguous along m (fprop's y): through shared memory, so a
+      // warp stores 32 consecutive pixels of one channel instead of 32
+      // channels 8 apart.
+      if (partial == nullptr && pass.out_stride() != 1) {
+        conv_epilogue_through_shared<Pass, Tile>(pass, group, m0, n0, math, acc);
+        return;
+      }
+    } else {
+      conv_mainloop_double_buffer<Pass, Tile, LoadA, LoadB>(pass, a_load, b_load, k_begin, k_end,
+                                                            math, acc);
+    }
   }
   conv_epilogue_direct<Pass, Tile>(pass, partial, group, split, m0, n0, math, acc);
 }

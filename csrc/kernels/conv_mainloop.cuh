@@ -23,6 +23,7 @@
 //                  of the warp's tile.
 #pragma once
 
+#include <cstdint>
 #include <type_traits>
 
 #include "common/portable.cuh"
@@ -37,6 +38,7 @@ struct ConvMathSimt {
   static constexpr int kPadB = 0;
   static constexpr int kThreadsN = kBlockN / kThreadN;
   static constexpr const char* kName = "fp32";
+  static constexpr bool kDirect = true;  // has multiply_direct
 
   int tm, tn;  // the thread's first row and column in the block tile
 
@@ -91,6 +93,34 @@ struct ConvMathSimt {
       }
     }
   }
+
+  // The same FMAs over `depth` steps read straight from memory, no stage
+  // (conv_mainloop_direct): a(k, row i) = a_rows[i][k * a_step], b(k, j) =
+  // b_row[k * ldb + j]. Same order of operations per accumulator as
+  // multiply(), so the same sums.
+  template <typename T>
+  __device__ __forceinline__ void multiply_direct(const T* const (&a_rows)[kThreadM],
+                                                  std::int64_t a_step, const T* b_row,
+                                                  std::int64_t ldb, int depth,
+                                                  T (&acc)[kAccM][kAccN]) const {
+    for (int kk = 0; kk < depth; ++kk) {
+      T a[kThreadM];
+      T b[kThreadN];
+#pragma unroll
+#pragma GCC unroll 16
+      for (int i = 0; i < kThreadM; ++i) a[i] = a_rows[i][kk * a_step];
+#pragma unroll
+#pragma GCC unroll 16
+      for (int j = 0; j < kThreadN; ++j) b[j] = b_row[kk * ldb + j];
+#pragma unroll
+#pragma GCC unroll 16
+      for (int i = 0; i < kThreadM; ++i) {
+#pragma unroll
+#pragma GCC unroll 16
+        for (int j = 0; j < kThreadN; ++j) acc[i][j] = conv_fma(a[i], b[j], acc[i][j]);
+      }
+    }
+  }
 };
 
 template <int kBlockM, int kBlockN, int kWarpsM, int kWarpsN>
@@ -108,6 +138,7 @@ struct ConvMathTf32 {
   static constexpr int kPadA = 8;
   static constexpr int kPadB = 8;
   static constexpr const char* kName = "tf32";
+  static constexpr bool kDirect = false;  // fragments come from shared memory only
 
   int wm, wn;  // the warp's first row and column in the block tile
   int g, t;    // groupID and threadID_in_group

@@ -277,23 +277,27 @@ __device__ __forceinline__ void winograd_load_run(const T* src, WinogradLanes<T,
   }
 }
 
-// Filter transform: U = G w G^T for every (filter, channel) pair.
-// fprop (rotate false): U[pos][g][k][c] of the filter w[g K/g + k][c]; a
-//   thread takes kLanes consecutive c.
-// dgrad (rotate true): U[pos][g][c][k] of w[g K/g + k][c] rotated 180
-//   degrees (the dgrad problem's filter (c, k)); kLanes consecutive k.
-// U's batches (pos, g) are rows x cols matrices, pos_stride = groups of them.
+// Filter transform: U = G w G^T for every (filter, channel) pair, to the
+// batched GEMM's operand b: U[pos][g] is a rows x ld matrix (ld >= cols),
+// a thread takes kLanes consecutive columns of one row.
+//   fprop (rotate false): the filter w[g K/g + k][c]; dgrad (rotate true):
+//     w[g K/g + k][c] rotated 180 degrees (the dgrad problem's filter (c, k)).
+//   reduction_major false: a row per GEMM column n, U[pos][g][n][r] (the
+//     staged loop's ConvRowLoader); true: a row per reduction step,
+//     U[pos][g][r][n] (the emulator's direct loop; ld pads n).
+// (n, r) is (k, c) for fprop and (c, k) for dgrad.
 template <typename T, int kM, int kLanes>
 __global__ void conv_winograd_filter_kernel(const T* __restrict__ w,  // (K, C/g, 3, 3)
                                             T* __restrict__ u, int K, int Cg, int groups,
-                                            bool rotate) {
+                                            bool rotate, bool reduction_major, int ld) {
   using F = WinogradF<kM>;
   using V = WinogradLanes<T, kLanes>;
   constexpr int kA = F::kAlpha;
   const int Kg = K / groups;
-  const int rows = rotate ? Cg : Kg, cols = rotate ? Kg : Cg;
+  const bool k_is_col = rotate != reduction_major;  // which index of U is w's filter k
+  const int rows = k_is_col ? Cg : Kg, cols = k_is_col ? Kg : Cg;
   const int col_blocks = (cols + kLanes - 1) / kLanes;
-  const std::int64_t batch = std::int64_t(rows) * cols;
+  const std::int64_t batch = std::int64_t(rows) * ld;
   const std::int64_t pos_stride = batch * groups;
   const std::int64_t total = std::int64_t(groups) * rows * col_blocks;
   for (std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -307,7 +311,7 @@ __global__ void conv_winograd_filter_kernel(const T* __restrict__ w,  // (K, C/g
 #pragma unroll
     for (int l = 0; l < kLanes; ++l) {
       const int col = col0 + (l < count ? l : 0);
-      const int k = rotate ? col : row, c = rotate ? row : col;
+      const int k = k_is_col ? col : row, c = k_is_col ? row : col;
       const T* src = w + ((std::int64_t(g) * Kg + k) * Cg + c) * 9;
 #pragma unroll
       for (int r = 0; r < 3; ++r)
@@ -317,7 +321,7 @@ __global__ void conv_winograd_filter_kernel(const T* __restrict__ w,  // (K, C/g
     }
     V out[kA][kA];
     winograd_2d(g3, out, [](const V(&a)[3], V(&b)[kA]) { F::filter(a, b); });
-    T* dst = u + g * batch + std::int64_t(row) * cols + col0;
+    T* dst = u + g * batch + std::int64_t(row) * ld + col0;
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
@@ -573,7 +577,7 @@ struct ConvRunRowLoader {
 // groups + g; out[z][m][n] = sum_k a(z, m, k) b[z][n][k], written row-major.
 // b is read by rows (ConvRowLoader); a either by rows too (a[z][m][k]:
 // ConvRowLoader) or reduction-major (a[z][k][m]: ConvRunRowLoader).
-template <typename T, typename ALoaderT>
+template <typename T, typename ALoaderT, bool kInPlace = false>
 struct ConvWinogradGemmPass {
   using Scalar = T;
   // Always fp32 FMAs, even under set_conv_precision("tf32"): the transformed
@@ -603,6 +607,20 @@ struct ConvWinogradGemmPass {
     } else {
       return b;
     }
+  }
+  // kInPlace: on the emulator's own builds the GEMM reads both operands in
+  // place (conv_mainloop_direct): a as its loader would (reduction-major
+  // runs, or rows), and b reduction-major, b(k, n) = b.data[k * b.row_stride
+  // + n], its rows padded to a multiple of 16 columns (the launcher lays the
+  // operand out so: ops/conv_winograd.cu).
+  static constexpr bool kDirect = kInPlace && !DC_GPU_CONFIG;
+  __device__ __forceinline__ ConvDirectOperand<T> direct_a(int z) const {
+    const T* data = a.data + z * a.group_stride;
+    if constexpr (ALoaderT::kRuns) return {data, a.rows, 1, a.row_stride};
+    return {data, a.rows, a.row_stride, 1};
+  }
+  __device__ __forceinline__ ConvDirectOperand<T> direct_b(int z) const {
+    return {b.data + z * b.group_stride, b.row_stride, 1, b.row_stride};
   }
   __device__ __forceinline__ std::int64_t out_offset(int z, std::int64_t row) const {
     return (z * m + row) * n;

@@ -93,6 +93,25 @@ WinogradGeometry geometry(const ConvParams& p, ConvPassKind pass, int tile) {
   return g;
 }
 
+// fprop and dgrad's GEMM operand U (the transformed filters), per position
+// and group: rows x ld. The emulator's builds read it in place
+// (ConvWinogradGemmPass::kDirect), reduction-major, rows padded to whole
+// 16-column thread tiles (kernels/conv.cuh ConvDirectOperand); a GPU stages
+// it through its loaders, a row per GEMM column n.
+constexpr bool kFiltersInPlace =
+    ConvWinogradGemmPass<float, ConvRunRowLoader<float>, true>::kDirect;
+constexpr int kInPlaceColumns = 16;  // the kThreadN of run_gemm's in-place tiles
+struct FilterLayout {
+  int rows, ld;
+};
+FilterLayout filter_layout(const WinogradGeometry& g) {
+  const int Kg = g.group_filters(), Cg = g.group_channels();  // GEMM n, reduction
+  if (kFiltersInPlace) {
+    return {Cg, (Kg + kInPlaceColumns - 1) / kInPlaceColumns * kInPlaceColumns};
+  }
+  return {Kg, Cg};
+}
+
 // The element counts of the three workspace buffers (operand A, operand B,
 // GEMM result) of a pass, in GEMM order.
 struct WinogradBuffers {
@@ -106,7 +125,8 @@ WinogradBuffers buffer_elements(const WinogradGeometry& g, ConvPassKind pass, in
   if (pass == ConvPassKind::kWgrad) {
     return {positions * g.K * T, positions * g.C * T, positions * filters};
   }
-  return {positions * T * g.C, positions * filters, positions * T * g.K};
+  const FilterLayout u = filter_layout(g);
+  return {positions * T * g.C, positions * g.groups * u.rows * u.ld, positions * T * g.K};
 }
 
 template <typename T>
@@ -166,9 +186,39 @@ inline std::int64_t rows_padded(std::int64_t m, std::int64_t block) {
 //   - 33-64 rows (F(4x4) on 28x28 images, F(2x2) on 14x14, batch 1), 128+
 //     steps: 64x128x64, 1.3-1.45x the 32-deep 64-row tile (15.3 against
 //     11.0 GFLOP/s for 256->512 at 28).
-template <typename T, typename Loader>
-void run_gemm(const ConvWinogradGemmPass<T, Loader>& pass, const char* name, Stream s) {
+template <typename T, typename Loader, bool kInPlace>
+void run_gemm(const ConvWinogradGemmPass<T, Loader, kInPlace>& pass, const char* name, Stream s) {
   constexpr ConvSplitTarget kNoSplit{1, 1 << 30};
+  using Pass = ConvWinogradGemmPass<T, Loader, kInPlace>;
+  if constexpr (Pass::kDirect) {
+    // In place (no stage; the emulator's builds): 64 columns, and rows in
+    // 7- or 8-row thread tiles, whichever pads fewer rows (VGG's tile
+    // counts are 49 * 4^j), measured in dev/winograd (in-place GEMM alone,
+    // rounds interleaved, 2 cores under load): F(4x4) at 28x28 (49 rows)
+    // 56x64 blocks 58-62 GFLOP/s against 49-52 for 64x128; at 56x56 (196
+    // rows) 112x64 and 128x64 within noise (54-81); 8x32 and 14x16
+    // thread tiles 20-60% slower than 7x16 / 8x16 everywhere.
+    const auto launch_tile = [&](auto tile) {
+      using Tile = decltype(tile);
+      static_assert(Tile::kThreadN == kInPlaceColumns, "U's rows are padded to whole thread tiles");
+      conv_launch_implicit_gemm<Tile>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,
+                                      nullptr, 0, s);
+    };
+    const std::int64_t m = pass.gemm_m();
+    if (m > 64) {
+      if (rows_padded(m, 112) < rows_padded(m, 128)) {
+        return launch_tile(ConvTile<112, 64, 64, 7, 16>{});
+      }
+      return launch_tile(ConvTile<128, 64, 64, 8, 16>{});
+    }
+    if (m > 32) {
+      if (rows_padded(m, 56) < rows_padded(m, 64)) {
+        return launch_tile(ConvTile<56, 64, 64, 7, 16>{});
+      }
+      return launch_tile(ConvTile<64, 64, 64, 8, 16>{});
+    }
+    return launch_tile(ConvTile<32, 64, 64, 8, 16>{});
+  }
 #if !DC_GPU_CONFIG
   if constexpr (sizeof(T) <= 4) {
     if (pass.gemm_m() > 64 && pass.gemm_k() >= 64 && rows_padded(pass.gemm_m(), 112) <
@@ -221,14 +271,16 @@ void run_fprop(const ConvParams& p, const WinogradGeometry& g, ConvPassKind pass
   const Workspace<T> ws = carve<T>(g, pass, kM, workspace, bytes, op);
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
+  const FilterLayout u = filter_layout(g);
+  const int u_cols = kFiltersInPlace ? Kg : Cg;
   launch(conv_winograd_filter_kernel<T, kM, L>, "conv2d_winograd_filter_transform",
-         transform_config(std::int64_t(g.groups) * Kg * lane_blocks(Cg, L), s), w, ws.b, p.K,
-         p.group_channels(), p.groups, pass == ConvPassKind::kDgrad);
+         transform_config(std::int64_t(g.groups) * u.rows * lane_blocks(u_cols, L), s), w, ws.b,
+         p.K, p.group_channels(), p.groups, pass == ConvPassKind::kDgrad, kFiltersInPlace, u.ld);
   launch(conv_winograd_input_kernel<T, kM, L>, "conv2d_winograd_input_transform",
          transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.a, g);
-  ConvWinogradGemmPass<T, ConvRunRowLoader<T>> gemm;
+  ConvWinogradGemmPass<T, ConvRunRowLoader<T>, true> gemm;
   gemm.a = ConvRowMatrix<T>{ws.a, T_, T_, T_ * Cg};  // V[pos][g][c][tile]: runs of tiles
-  gemm.b = ConvRowMatrix<T>{ws.b, Kg, Cg, std::int64_t(Kg) * Cg};
+  gemm.b = ConvRowMatrix<T>{ws.b, u.rows, u.ld, std::int64_t(u.rows) * u.ld};
   gemm.out = ws.out;
   gemm.m = T_;
   gemm.n = Kg;

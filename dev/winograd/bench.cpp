@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <functional>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -50,38 +51,72 @@ void pieces(const ConvParams& p, lab::Buffer<float>& x, lab::Buffer<float>& w,
                    "lab");
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
+  const FilterLayout u = filter_layout(g);
   auto filter = [&] {
     launch(conv_winograd_filter_kernel<float, kM, L>, "filter",
-           transform_config(std::int64_t(g.groups) * Kg * lane_blocks(Cg, L), nullptr), w.get(),
-           ws.b, p.K, p.group_channels(), p.groups, false);
+           transform_config(std::int64_t(g.groups) * u.rows * lane_blocks(kFiltersInPlace ? Kg : Cg,
+                                                                          L), nullptr),
+           w.get(), ws.b, p.K, p.group_channels(), p.groups, false, kFiltersInPlace, u.ld);
   };
   auto input = [&] {
     launch(conv_winograd_input_kernel<float, kM, L>, "input",
            transform_config(std::int64_t(g.C) * lane_blocks(T_, L), nullptr), x.get(), ws.a, g);
   };
-  ConvWinogradGemmPass<float, ConvRunRowLoader<float>> gemm;
-  gemm.a = ConvRowMatrix<float>{ws.a, T_, T_, T_ * Cg};
-  gemm.b = ConvRowMatrix<float>{ws.b, Kg, Cg, std::int64_t(Kg) * Cg};
+  // v1: the staged GEMM (operands copied through shared-memory stages by
+  // the loaders; U a row per filter); v2: in place (conv_mainloop_direct).
+  const std::int64_t positions = std::int64_t(kM + 2) * (kM + 2);
+  lab::Buffer<float> u_rows(std::size_t(positions) * Kg * Cg);
+  lab::Buffer<float> out_staged(std::size_t(positions) * T_ * Kg);
+  launch(conv_winograd_filter_kernel<float, kM, L>, "filter_rows",
+         transform_config(std::int64_t(g.groups) * Kg * lane_blocks(Cg, L), nullptr), w.get(),
+         u_rows.get(), p.K, p.group_channels(), p.groups, false, false, Cg);
+  ConvWinogradGemmPass<float, ConvRunRowLoader<float>, false> staged;
+  staged.a = ConvRowMatrix<float>{ws.a, T_, T_, T_ * Cg};
+  staged.b = ConvRowMatrix<float>{u_rows.get(), Kg, Cg, std::int64_t(Kg) * Cg};
+  staged.out = out_staged.get();
+  staged.m = T_;
+  staged.n = Kg;
+  staged.k = Cg;
+  staged.batches = kA * kA * g.groups;
+  ConvWinogradGemmPass<float, ConvRunRowLoader<float>, true> gemm;
+  gemm.a = staged.a;
+  gemm.b = ConvRowMatrix<float>{ws.b, u.rows, u.ld, std::int64_t(u.rows) * u.ld};
   gemm.out = ws.out;
   gemm.m = T_;
   gemm.n = Kg;
   gemm.k = Cg;
-  gemm.batches = kA * kA * g.groups;
+  gemm.batches = staged.batches;
   auto product = [&] { run_gemm(gemm, "gemm", nullptr); };
+  auto product_staged = [&] { run_gemm(staged, "gemm_staged", nullptr); };
   auto output = [&] {
     launch(conv_winograd_output_kernel<float, kM, L>, "output",
            transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), nullptr), ws.out,
            y.get(), static_cast<const float*>(nullptr), false, g);
   };
+  filter();
+  input();
+  product();
+  product_staged();
+  lab::synchronize();
+  {
+    const std::vector<float> a = out_staged.to_host();
+    std::vector<float> b(a.size());
+    std::memcpy(b.data(), ws.out, b.size() * sizeof(float));
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) differ += a[i] != b[i];
+    std::printf("    F(%dx%d) GEMM in place vs staged: %zu of %zu results differ\n", kM, kM, differ,
+                a.size());
+  }
   const double gemm_gflop = 2.0 * kA * kA * T_ * Cg * Kg / 1e9;
   const double tf = lab::median_seconds(filter, 5), ti = lab::median_seconds(input, 5);
   const double tg = lab::median_seconds(product, 5), to = lab::median_seconds(output, 5);
+  const double ts = lab::median_seconds(product_staged, 5);
   std::printf("    F(%dx%d) pieces: filter %.2f ms, input %.2f ms, GEMM %.2f ms (%.1f GFLOP/s "
-              "of its own %.3f GFLOP), output %.2f ms\n",
-              kM, kM, tf * 1e3, ti * 1e3, tg * 1e3, gemm_gflop / tg, gemm_gflop, to * 1e3);
-  // The GEMM on other tiles, rounds interleaved (the VM is shared: best of 5 each).
-  // Candidates for short reductions (red = C): deeper stages (fewer
-  // barriers; 128 covers C <= 128 in one stage) and wider column blocks.
+              "of its own %.3f GFLOP; staged %.2f ms, %.1f GFLOP/s), output %.2f ms\n",
+              kM, kM, tf * 1e3, ti * 1e3, tg * 1e3, gemm_gflop / tg, gemm_gflop, ts * 1e3,
+              gemm_gflop / ts, to * 1e3);
+  // The in-place GEMM on other tiles, rounds interleaved (the VM is shared:
+  // best of 5 each).
   auto with = [&](auto tile) {
     return [&, tile] {
       conv_launch_implicit_gemm<decltype(tile)>("gemm", "reduce", gemm, ConvSplitTarget{1, 1 << 30},
@@ -90,16 +125,21 @@ void pieces(const ConvParams& p, lab::Buffer<float>& x, lab::Buffer<float>& w,
   };
   const std::function<void()> runs[] = {product,
                                         with(ConvTile<128, 64, 64, 8, 16>{}),
-                                        with(ConvTile<256, 64, 64, 8, 16>{}),
+                                        with(ConvTile<64, 64, 64, 8, 16>{}),
                                         with(ConvTile<128, 128, 64, 8, 16>{}),
                                         with(ConvTile<64, 128, 64, 8, 16>{}),
-                                        with(ConvTile<64, 256, 64, 8, 16>{}),
-                                        with(ConvTile<56, 128, 64, 7, 16>{}),
+                                        with(ConvTile<32, 64, 64, 8, 16>{}),
+                                        with(ConvTile<56, 64, 64, 7, 16>{}),
                                         with(ConvTile<112, 64, 64, 7, 16>{}),
                                         with(ConvTile<112, 128, 64, 7, 16>{}),
-                                        with(ConvTile<224, 64, 64, 7, 16>{})};
-  const char* names[] = {"prod", "128x64x64", "256x64x64", "128x128x64", "64x128x64",
-                         "64x256x64", "56x128x64", "112x64x64", "112x128x64", "224x64x64"};
+                                        with(ConvTile<64, 64, 64, 4, 16>{}),
+                                        with(ConvTile<64, 64, 64, 8, 32>{}),
+                                        with(ConvTile<56, 64, 64, 14, 16>{}),
+                                        with(ConvTile<112, 64, 64, 14, 16>{}),
+                                        with(ConvTile<64, 128, 64, 8, 32>{})};
+  const char* names[] = {"prod", "128x64", "64x64", "128x128", "64x128",
+                         "32x64", "56x64(7)", "112x64(7)", "112x128(7)", "64x64(4)",
+                         "64x64(8x32)", "56x64(14)", "112x64(14)", "64x128(8x32)"};
   constexpr int kRuns = sizeof(names) / sizeof(names[0]);
   double best[kRuns];
   for (double& b : best) b = 1e30;
