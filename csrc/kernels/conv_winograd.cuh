@@ -451,11 +451,12 @@ __global__ void conv_winograd_output_kernel(const T* __restrict__ m, T* __restri
 }
 
 // wgrad: A dY A^T of every (image, filter, tile) of dy (N, K, P, Q), zero
-// past P, Q, to dY[pos][g][n * tiles + t][k]: reduction-major for the GEMM
-// (ConvRunRowLoader). A thread takes one tile and kLanes consecutive k.
+// past P, Q, to dY[pos][g][n * tiles + t][k], rows ld >= K/g long:
+// reduction-major for the GEMM. A thread takes one tile and kLanes
+// consecutive k.
 template <typename T, int kM, int kLanes>
 __global__ void conv_winograd_grad_kernel(const T* __restrict__ dy, T* __restrict__ out,
-                                          WinogradGeometry geo) {
+                                          WinogradGeometry geo, int ld) {
   using F = WinogradF<kM>;
   using V = WinogradLanes<T, kLanes>;
   constexpr int kA = F::kAlpha;
@@ -463,7 +464,7 @@ __global__ void conv_winograd_grad_kernel(const T* __restrict__ dy, T* __restric
   const std::int64_t T_ = geo.tiles();
   const int Kg = geo.group_filters();
   const int k_blocks = (Kg + kLanes - 1) / kLanes;
-  const std::int64_t pos_stride = T_ * geo.K;  // [pos][g][T][Kg]
+  const std::int64_t pos_stride = T_ * geo.groups * ld;  // [pos][g][T][ld]
   const std::int64_t plane_size = std::int64_t(geo.P) * geo.Q;
   const std::int64_t total = geo.groups * T_ * k_blocks;
   for (std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -492,7 +493,7 @@ __global__ void conv_winograd_grad_kernel(const T* __restrict__ dy, T* __restric
     }
     V tr[kA][kA];
     winograd_2d(d, tr, [](const V(&a)[kM], V(&b)[kA]) { F::grad_output(a, b); });
-    T* dst = out + gtile * Kg + k0;
+    T* dst = out + gtile * ld + k0;
 #pragma unroll
     for (int i = 0; i < kA; ++i)
 #pragma unroll
@@ -501,24 +502,30 @@ __global__ void conv_winograd_grad_kernel(const T* __restrict__ dy, T* __restric
   }
 }
 
-// wgrad: dw[g K/g + k][c] = G^T dW G from dW[pos][g][k][c]; a thread takes
-// one filter and kLanes consecutive c.
+// wgrad: dw[g K/g + k][c] = G^T dW G from the GEMM's result dW, per
+// position either [pos][g][k][c] (channel_major false: a thread takes one
+// filter and kLanes consecutive c) or [pos][g][c][k] (true: one channel and
+// kLanes consecutive k), so a thread always reads contiguous runs.
 template <typename T, int kM, int kLanes>
 __global__ void conv_winograd_filter_grad_kernel(const T* __restrict__ m,
                                                  T* __restrict__ dw,  // (K, C/g, 3, 3)
-                                                 int K, int Cg) {
+                                                 int K, int Cg, int groups, bool channel_major) {
   using F = WinogradF<kM>;
   using V = WinogradLanes<T, kLanes>;
   constexpr int kA = F::kAlpha;
-  const int c_blocks = (Cg + kLanes - 1) / kLanes;
-  const std::int64_t pos_stride = std::int64_t(K) * Cg;  // [g][k][c] is [filter][c]
-  const std::int64_t total = std::int64_t(K) * c_blocks;
+  const int Kg = K / groups;
+  const int rows = channel_major ? Cg : Kg, cols = channel_major ? Kg : Cg;  // per group
+  const int col_blocks = (cols + kLanes - 1) / kLanes;
+  const std::int64_t pos_stride = std::int64_t(K) * Cg;
+  const std::int64_t total = std::int64_t(groups) * rows * col_blocks;
   for (std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += std::int64_t(blockDim.x) * gridDim.x) {
-    const int filt = static_cast<int>(idx / c_blocks);
-    const int c0 = static_cast<int>(idx - std::int64_t(filt) * c_blocks) * kLanes;
-    const int count = min(kLanes, Cg - c0);
-    const T* src = m + std::int64_t(filt) * Cg + c0;
+    const std::int64_t grow = idx / col_blocks;  // g * rows + row
+    const int col0 = static_cast<int>(idx - grow * col_blocks) * kLanes;
+    const int g = static_cast<int>(grow / rows);
+    const int row = static_cast<int>(grow - std::int64_t(g) * rows);
+    const int count = min(kLanes, cols - col0);
+    const T* src = m + grow * cols + col0;
     V acc[kA][kA];
 #pragma unroll
     for (int i = 0; i < kA; ++i)
@@ -530,7 +537,8 @@ __global__ void conv_winograd_filter_grad_kernel(const T* __restrict__ m,
 #pragma unroll
     for (int l = 0; l < kLanes; ++l) {
       if (l >= count) break;
-      T* dst = dw + (std::int64_t(filt) * Cg + c0 + l) * 9;
+      const int k = channel_major ? col0 + l : row, c = channel_major ? row : col0 + l;
+      T* dst = dw + ((std::int64_t(g) * Kg + k) * Cg + c) * 9;
 #pragma unroll
       for (int r = 0; r < 3; ++r)
 #pragma unroll

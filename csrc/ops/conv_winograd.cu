@@ -112,6 +112,15 @@ FilterLayout filter_layout(const WinogradGeometry& g) {
   return {Kg, Cg};
 }
 
+// wgrad's transformed dy, per position, group and tile: a row of ld >= K/g
+// filters; padded like U when its GEMM runs in place.
+constexpr bool kWgradInPlace =
+    ConvWinogradGemmPass<float, ConvRowLoader<float, kConvOperandA>, true>::kDirect;
+int grad_row_length(const WinogradGeometry& g) {
+  const int Kg = g.group_filters();
+  return kWgradInPlace ? (Kg + kInPlaceColumns - 1) / kInPlaceColumns * kInPlaceColumns : Kg;
+}
+
 // The element counts of the three workspace buffers (operand A, operand B,
 // GEMM result) of a pass, in GEMM order.
 struct WinogradBuffers {
@@ -123,7 +132,8 @@ WinogradBuffers buffer_elements(const WinogradGeometry& g, ConvPassKind pass, in
   const std::int64_t T = g.tiles();
   const std::int64_t filters = std::int64_t(g.K) * g.group_channels();  // K * C/g
   if (pass == ConvPassKind::kWgrad) {
-    return {positions * g.K * T, positions * g.C * T, positions * filters};
+    return {positions * g.groups * T * grad_row_length(g), positions * g.C * T,
+            positions * filters};
   }
   const FilterLayout u = filter_layout(g);
   return {positions * T * g.C, positions * g.groups * u.rows * u.ld, positions * T * g.K};
@@ -292,6 +302,11 @@ void run_fprop(const ConvParams& p, const WinogradGeometry& g, ConvPassKind pass
          relu, g);
 }
 
+// wgrad's GEMM reduces over tiles. On a GPU (staged): rows m = filters,
+// a = dY (runs of filters), b = V by rows (channels), result dW[k][c]. In
+// place (the emulator's builds): rows m = channels, a = V by rows, b = dY
+// reduction-major with rows padded to whole thread tiles, result dW[c][k];
+// the filter-grad transform reads either.
 template <typename T, int kM>
 void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* workspace,
                std::size_t bytes, Stream s) {
@@ -302,21 +317,40 @@ void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* worksp
                                    "conv2d_wgrad");
   const std::int64_t T_ = g.tiles();
   const int Cg = g.group_channels(), Kg = g.group_filters();
+  const int dy_ld = grad_row_length(g);
   launch(conv_winograd_grad_kernel<T, kM, L>, "conv2d_winograd_grad_transform",
-         transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), s), dy, ws.a, g);
+         transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), s), dy, ws.a, g,
+         dy_ld);
   launch(conv_winograd_input_kernel<T, kM, L>, "conv2d_winograd_input_transform",
          transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.b, g);
-  ConvWinogradGemmPass<T, ConvRunRowLoader<T>> gemm;
-  gemm.a = ConvRowMatrix<T>{ws.a, Kg, Kg, T_ * Kg};  // dY[pos][g][tile][k]: runs of k
-  gemm.b = ConvRowMatrix<T>{ws.b, Cg, T_, T_ * Cg};
-  gemm.out = ws.out;
-  gemm.m = Kg;
-  gemm.n = Cg;
-  gemm.k = static_cast<int>(T_);
-  gemm.batches = kA * kA * g.groups;
-  run_gemm(gemm, "conv2d_winograd_wgrad_gemm", s);
-  launch(conv_winograd_filter_grad_kernel<T, kM, L>, "conv2d_winograd_filter_grad_transform",
-         transform_config(std::int64_t(p.K) * lane_blocks(Cg, L), s), ws.out, dw, p.K, Cg);
+  const ConvRowMatrix<T> dy_t{ws.a, T_, dy_ld, T_ * dy_ld};  // dY[pos][g][tile][k]
+  const ConvRowMatrix<T> v_t{ws.b, Cg, T_, T_ * Cg};         // V[pos][g][c][tile]
+  const auto run = [&](auto gemm, bool channel_major) {
+    gemm.out = ws.out;
+    gemm.k = static_cast<int>(T_);
+    gemm.batches = kA * kA * g.groups;
+    run_gemm(gemm, "conv2d_winograd_wgrad_gemm", s);
+    launch(conv_winograd_filter_grad_kernel<T, kM, L>, "conv2d_winograd_filter_grad_transform",
+           transform_config(std::int64_t(g.groups) * (channel_major ? Cg * lane_blocks(Kg, L)
+                                                                    : Kg * lane_blocks(Cg, L)),
+                            s),
+           ws.out, dw, p.K, Cg, p.groups, channel_major);
+  };
+  if constexpr (kWgradInPlace) {
+    ConvWinogradGemmPass<T, ConvRowLoader<T, kConvOperandA>, true> gemm;
+    gemm.a = v_t;
+    gemm.b = dy_t;
+    gemm.m = Cg;
+    gemm.n = Kg;
+    run(gemm, true);
+  } else {
+    ConvWinogradGemmPass<T, ConvRunRowLoader<T>> gemm;
+    gemm.a = dy_t;  // runs of filters
+    gemm.b = v_t;
+    gemm.m = Kg;
+    gemm.n = Cg;
+    run(gemm, false);
+  }
 }
 
 void require_tile(int tile, const char* op) {
