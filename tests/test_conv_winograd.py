@@ -166,24 +166,37 @@ def default_algorithm():
 
 
 def test_variants_report_the_choice():
+    # the emulator's auto rule (csrc/ops/conv_winograd.cu)
     big = ((1, 16, 28, 28), (16, 16, 3, 3))  # 49 F(4x4) tiles, 16 channels
     small = ((1, 16, 8, 8), (16, 16, 3, 3))  # 4 F(4x4) tiles, 16 F(2x2) tiles
+    tiny = ((1, 16, 4, 4), (16, 16, 3, 3))  # 4 F(2x2) tiles: too few for either
     for pass_name in ("fprop", "dgrad", "wgrad"):
         assert conv2d_variant(pass_name, *big, padding=1) == "winograd_4x4"
-        assert conv2d_variant(pass_name, *small, padding=1).startswith("implicit_gemm")
+        assert conv2d_variant(pass_name, *small, padding=1) == "winograd_2x2"
+        assert conv2d_variant(pass_name, *tiny, padding=1).startswith("implicit_gemm")
         assert conv2d_variant(pass_name, *big, padding=1,
                               algorithm="implicit_gemm").startswith("implicit_gemm")
         assert conv2d_variant(pass_name, *small, padding=1, algorithm="winograd") == "winograd_2x2"
         assert conv2d_variant(pass_name, *big, padding=1,
                               algorithm="winograd_2x2") == "winograd_2x2"
-    # F(2x2) when only its tiles fill the GEMMs; implicit GEMM with 8 channels, but
-    # dgrad of an RGB input reduces over the 16 filters
+        # 16 F(4x4) tiles: F(4x4) for few filters, F(2x2) when writing 36 K*C
+        # transformed filters would cost more than the GEMM saves
+        assert conv2d_variant(pass_name, (4, 16, 8, 8), (16, 16, 3, 3),
+                              padding=1) == "winograd_4x4"
+        assert conv2d_variant(pass_name, (1, 512, 14, 14), (512, 512, 3, 3),
+                              padding=1) == "winograd_2x2"
+        # outputs under 8 on a side: F(2x2), whatever the tile count
+        assert conv2d_variant(pass_name, (16, 16, 4, 4), (16, 16, 3, 3),
+                              padding=1) == "winograd_2x2"
+    # an RGB input: the implicit GEMM for fprop only; dgrad reduces over the
+    # 16 filters, wgrad over the tiles
     rgb = ((1, 3, 28, 28), (16, 3, 3, 3))
     assert conv2d_variant("dgrad", *rgb, padding=1) == "winograd_4x4"
     assert conv2d_variant("fprop", *rgb, padding=1) == "implicit_gemm_3x3"
-    assert conv2d_variant("wgrad", *rgb, padding=1).startswith("implicit_gemm")
-    assert conv2d_variant("fprop", (4, 16, 8, 8), (16, 16, 3, 3), padding=1) == "winograd_2x2"
+    assert conv2d_variant("wgrad", *rgb, padding=1) == "winograd_4x4"
     assert conv2d_variant("fprop", (1, 8, 28, 28), (16, 8, 3, 3), padding=1) == "implicit_gemm_3x3"
+    assert conv2d_variant("dgrad", (1, 16, 28, 28), (8, 16, 3, 3),
+                          padding=1) == "implicit_gemm_3x3"
     m, params = module(), (1, 16, 28, 28, 16, 3, 3, 28, 28, 1, 1, 1, 1, 1)
     # V (36 positions x 49 tiles x 16 channels), M (the same with 16 filters), U (16 x 16 each)
     need = 4 * 36 * (49 * 16 * 2 + 16 * 16)
@@ -192,7 +205,7 @@ def test_variants_report_the_choice():
 
 
 def test_process_default(default_algorithm, rng):
-    shapes = ((1, 16, 8, 8), (16, 16, 3, 3))
+    shapes = ((1, 16, 4, 4), (16, 16, 3, 3))  # auto: the implicit GEMM
     assert get_conv_algorithm() == "auto"
     assert set_conv_algorithm("winograd_4x4") == "auto"
     assert deepconv.get_conv_algorithm() == "winograd_4x4"

@@ -45,16 +45,17 @@ template <typename T>
 void conv2d_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, T* db, void* workspace,
                   std::size_t workspace_bytes, Stream s, ConvAlgorithm algo) {
   if (const int tile = wgrad_winograd_tile(p, algo)) {
-    conv2d_wgrad_winograd<T>(p, tile, x, dy, dw, db, workspace, workspace_bytes, s);
-    return;
+    conv2d_wgrad_winograd<T>(p, tile, x, dy, dw, workspace, workspace_bytes, s);
+  } else {
+    visit_wgrad_variant<T>(p, [&](auto pass, auto tile, const char* name) {
+      pass.x = x;
+      pass.dy = dy;
+      pass.out = dw;
+      conv_launch_implicit_gemm<decltype(tile)>(name, "conv2d_wgrad_split_reduce", pass,
+                                                kSplitTarget, workspace, workspace_bytes, s);
+    });
   }
-  visit_wgrad_variant<T>(p, [&](auto pass, auto tile, const char* name) {
-    pass.x = x;
-    pass.dy = dy;
-    pass.out = dw;
-    conv_launch_implicit_gemm<decltype(tile)>(name, "conv2d_wgrad_split_reduce", pass,
-                                              kSplitTarget, workspace, workspace_bytes, s);
-  });
+  // The bias gradient, whichever algorithm ran dw.
   if (db != nullptr) {
 #if DC_GPU_CONFIG
     const LaunchConfig cfg{dim3(static_cast<unsigned int>(p.K)), dim3(kBiasThreads), 0, s};

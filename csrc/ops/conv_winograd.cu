@@ -19,25 +19,29 @@
 // far below SGD's noise (deepconv train --data digits reaches the same
 // accuracy with it). float64 (gradient checks) stays at ~1e-15.
 //
-// The auto rule (conv_winograd_tile), from python benchmarks/conv3x3.py
-// (emulator, 2-core Zen 4 shared with other jobs, so +-30% between runs;
-// fprop / dgrad / wgrad GFLOP/s counted as direct convolution):
-//   - 16+ channels per group on both sides (dgrad: 16+ filters): with RGB
-//     input (C = 3) the implicit GEMM ran fprop at 13.4 GFLOP/s against
-//     F(4x4)'s 4.4 and wgrad at 5.8 against 2.2 (the transforms cost more
-//     than 3-long dots), but dgrad (a 64-long reduction) at 2.4 against 4.0.
-//   - F(4x4) once the batch has >= 48 of its tiles: VGG-16 224x224 layers
-//     at batch 1, implicit GEMM -> F(4x4): 64->64 at 224: 49.7 -> 68.6,
-//     47.6 -> 74.0, 10.3 -> 50.7; 128->128 at 112: 47.4 -> 83.1,
-//     37.4 -> 80.0, 21.4 -> 94.4; 256->256 at 56: 45.5 -> 77.9, 38.1 ->
-//     81.0, 19.9 -> 77.3; 512->512 at 28 (49 tiles): 32.8 -> 59.1,
-//     34.3 -> 62.9, 17.1 -> 51.4 (F(2x2) equal there).
-//   - else F(2x2) once the batch has >= 48 of its tiles: 512->512 at 14x14,
-//     batch 1 (16 F(4x4) tiles): implicit 34.0 / 33.3 / 17.5, F(4x4)
-//     23.0 / 34.9 / 19.7, F(2x2) 30.3 / 41.0 / 33.3; 256->256 at 8x8,
-//     batch 4: implicit 54.0 / 51.2 / 43.6, F(2x2) 66.9 / 67.4 / 58.3.
-//   - never below 8x8 outputs: at 4x4 (batch 4 and 16) F(2x2) was no
-//     faster than the implicit GEMM, and slower in vgg_small's backward.
+// The auto rule (conv_winograd_tile), measured on the emulator (2-core
+// Zen 4 shared with other jobs, +-30% between runs) with the GEMMs in place
+// (conv_mainloop_direct), ms per call fprop / dgrad / wgrad, batch N, C->K
+// at H x H; T2 / T4 = tiles of F(2x2) / F(4x4) over the batch:
+//   - RGB input (C < 16): fprop keeps the implicit GEMM (3->64 at 32,
+//     N 16: 3.06 against F(4x4)'s 3.38; VGG's conv1_1 at 224: 19 against
+//     14 GFLOP/s), but dgrad and wgrad go Winograd (wgrad 6.07 -> 2.77,
+//     dgrad 12.2 -> 5.5). dgrad needs 16+ filters (its reduction).
+//   - F(4x4) with >= 16 of its tiles, outputs >= 8 on a side, and either
+//     >= 48 tiles or K*C <= 128*128 per group (below that, writing its
+//     36 K*C transformed filters outweighs the GEMM it saves): 64->128 at 8,
+//     N 4 (T4 16): implicit 0.55 / 0.89 / 1.18, F(2x2) 0.61 / 0.64 / 0.63,
+//     F(4x4) 0.48 / 0.48 / 0.60; every layer of 16x16 and up at N 16 the
+//     same way (64->64 at 32: 12.6 / 13.7 / 52.8 -> 7.8 / 7.1 / 5.9);
+//     VGG-16's 224..28 layers at N 1 (conv3x3.py: 1.2-1.7x PyTorch CPU).
+//   - else F(2x2) with >= 16 of its tiles: 512->512 at 4, N 16 (T2 64):
+//     implicit 17.5 / 20.5 / 26.3, F(2x2) 7.4 / 8.8 / 9.2, F(4x4) 13.4 /
+//     12.2 / 13.9; 256->256 at 2, N 16 (T2 16): 1.72 / 2.18 / 2.44 ->
+//     1.14 / 1.09 / 1.43; 128->128 at 8, N 1 (T2 16): 0.61 / 0.88 / 0.76
+//     -> 0.46 / 0.52 / 0.55.
+//   - else the implicit GEMM: 256->256 at 4, N 1 (T2 4): 0.61 / 0.85 / 1.28
+//     against F(2x2)'s 0.96 / 1.02 / 0.97 (the filter transform, 16 K*C,
+//     is most of it).
 // On a GPU build no measurement exists yet, so auto keeps the implicit GEMM
 // there (winograd runs when asked for).
 #include <cstddef>
@@ -394,14 +398,19 @@ int conv_winograd_tile(const ConvParams& p, ConvPassKind pass, ConvAlgorithm alg
 #else
   // The emulator's rule (measured, see the top of this file).
   constexpr int kAutoMinChannels = 16;
-  constexpr int kAutoMinSide = 8;  // outputs per image side
-  // dgrad's reduction runs over filters; an RGB input (its GEMM's 3 columns)
-  // is no obstacle there.
-  if (pass != ConvPassKind::kDgrad && p.group_channels() < kAutoMinChannels) return 0;
+  constexpr int kAutoMinSide4 = 8;  // outputs per image side for F(4x4)
+  constexpr std::int64_t kAutoMinTilesEach = 16;
+  constexpr std::int64_t kAutoSmallFilters = 128 * 128;  // K * C per group
+  if (pass == ConvPassKind::kFprop && p.group_channels() < kAutoMinChannels) return 0;
   if (p.group_filters() < kAutoMinChannels) return 0;
-  if (p.P < kAutoMinSide || p.Q < kAutoMinSide) return 0;
-  if (winograd_tiles(p, 4) >= kAutoMinTiles) return 4;
-  if (winograd_tiles(p, 2) >= kAutoMinTiles) return 2;
+  const std::int64_t tiles4 = winograd_tiles(p, 4);
+  const bool few_filters =
+      std::int64_t(p.group_filters()) * p.group_channels() <= kAutoSmallFilters;
+  if (p.P >= kAutoMinSide4 && p.Q >= kAutoMinSide4 && tiles4 >= kAutoMinTilesEach &&
+      (tiles4 >= kAutoMinTiles || few_filters)) {
+    return 4;
+  }
+  if (winograd_tiles(p, 2) >= kAutoMinTilesEach) return 2;
   return 0;
 #endif
 }
@@ -446,19 +455,13 @@ void conv2d_dgrad_winograd(const ConvParams& p, int tile, const T* dy, const T* 
 }
 
 template <typename T>
-void conv2d_wgrad_winograd(const ConvParams& p, int tile, const T* x, const T* dy, T* dw, T* db,
+void conv2d_wgrad_winograd(const ConvParams& p, int tile, const T* x, const T* dy, T* dw,
                            void* workspace, std::size_t workspace_bytes, Stream s) {
   require_tile(tile, "conv2d_wgrad");
   if (tile == 4) {
     run_wgrad<T, 4>(p, x, dy, dw, workspace, workspace_bytes, s);
   } else {
     run_wgrad<T, 2>(p, x, dy, dw, workspace, workspace_bytes, s);
-  }
-  if (db != nullptr) {
-    constexpr int kBiasThreads = 256;
-    const LaunchConfig cfg{dim3(static_cast<unsigned int>(p.K)), dim3(kBiasThreads), 0, s};
-    launch(conv_bias_grad_kernel<T, kBiasThreads>, "conv2d_bias_grad", cfg, dy, db, p.N, p.K,
-           p.output_plane());
   }
 }
 
@@ -467,7 +470,7 @@ void conv2d_wgrad_winograd(const ConvParams& p, int tile, const T* x, const T* d
                                          T*, bool, void*, std::size_t, Stream);                \
   template void conv2d_dgrad_winograd<T>(const ConvParams&, int, const T*, const T*, T*,       \
                                          void*, std::size_t, Stream);                          \
-  template void conv2d_wgrad_winograd<T>(const ConvParams&, int, const T*, const T*, T*, T*,   \
+  template void conv2d_wgrad_winograd<T>(const ConvParams&, int, const T*, const T*, T*,       \
                                          void*, std::size_t, Stream);                          \
   template std::size_t conv2d_winograd_workspace_bytes<T>(const ConvParams&, ConvPassKind, int);
 DC_CONV_WINOGRAD_INSTANTIATE(float)

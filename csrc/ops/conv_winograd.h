@@ -32,8 +32,9 @@ void conv2d_fprop_winograd(const ConvParams& p, int tile, const T* x, const T* w
 template <typename T>
 void conv2d_dgrad_winograd(const ConvParams& p, int tile, const T* dy, const T* w, T* dx,
                            void* workspace, std::size_t workspace_bytes, Stream s);
+// dw only: conv2d_wgrad runs the bias gradient for every algorithm.
 template <typename T>
-void conv2d_wgrad_winograd(const ConvParams& p, int tile, const T* x, const T* dy, T* dw, T* db,
+void conv2d_wgrad_winograd(const ConvParams& p, int tile, const T* x, const T* dy, T* dw,
                            void* workspace, std::size_t workspace_bytes, Stream s);
 // Bytes of transformed operands and GEMM results the pass needs.
 template <typename T>
