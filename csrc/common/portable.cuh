@@ -34,11 +34,23 @@
 //                                  every one, so there it is a pointer to the
 //                                  launcher's object (launches are synchronous
 //                                  there, so the object outlives the launch).
+// And one loop annotation:
+//   DC_HOST_UNROLL(n)              g++'s `#pragma GCC unroll n` (a loop the
+//                                  emulator's build must unroll before it
+//                                  vectorises); nothing under nvcc, which
+//                                  has `#pragma unroll` and warns on GCC's.
 // Kernel bodies never test which compiler they are under; this file does.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+
+#define DC_PRAGMA(text) _Pragma(#text)
+#if defined(__CUDACC__)
+#define DC_HOST_UNROLL(n)
+#else
+#define DC_HOST_UNROLL(n) DC_PRAGMA(GCC unroll n)
+#endif
 
 // Whether this device code may use sm_80's PTX (cp.async, cvt.rna.tf32,
 // mma.sync, ldmatrix); where not, the functions below fall back to plain

@@ -34,6 +34,13 @@
 // 8x16 per thread on the emulator: a deep K step, since every barrier
 // switches every emulated thread, and 16-wide rows, one AVX-512 FMA each).
 //
+// A pass whose operands already lie in memory in GEMM order (Winograd's
+// batched GEMMs, kernels/conv_winograd.cuh) runs the same kernel without a
+// stage on the emulator's own builds: conv_mainloop_direct reads them in
+// place, the same FMAs in the same order (ConvMathSimt::multiply_direct), so
+// the same sums; a GPU keeps the staged loops (shared memory is what feeds
+// its threads' reuse there).
+//
 // Determinism: each result element is one thread's sum over the reduction in
 // increasing k. When the reduction is split over blocks (split-K: wgrad's
 // N*P*Q, the fully connected fprop's C*H*W), each split writes its partial

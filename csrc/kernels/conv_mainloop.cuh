@@ -56,7 +56,7 @@ struct ConvMathSimt {
   __device__ __forceinline__ static int chunk_col(int j, int c) { return c * kThreadN + j; }
 
   // acc[i][j] = fma(a[i], b[j], acc[i][j]) over the stage, j innermost and
-  // fully unrolled. `#pragma unroll` is nvcc's spelling, `GCC unroll` g++'s
+  // fully unrolled. `#pragma unroll` is nvcc's spelling, DC_HOST_UNROLL g++'s
   // (each compiler ignores the other's): fully unrolled before g++
   // vectorises, the j rows become packed FMAs; left to the loop vectoriser,
   // g++ shuffled the accumulators every step (6x the instructions).
@@ -79,16 +79,16 @@ struct ConvMathSimt {
       T a[kThreadM];
       T b[kThreadN];
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
       for (int i = 0; i < kThreadM; ++i) a[i] = a_row[i];
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
       for (int j = 0; j < kThreadN; ++j) b[j] = b_row[j];
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
       for (int i = 0; i < kThreadM; ++i) {
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
         for (int j = 0; j < kThreadN; ++j) acc[i][j] = conv_fma(a[i], b[j], acc[i][j]);
       }
     }
@@ -107,16 +107,16 @@ struct ConvMathSimt {
       T a[kThreadM];
       T b[kThreadN];
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
       for (int i = 0; i < kThreadM; ++i) a[i] = a_rows[i][kk * a_step];
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
       for (int j = 0; j < kThreadN; ++j) b[j] = b_row[kk * ldb + j];
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
       for (int i = 0; i < kThreadM; ++i) {
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
         for (int j = 0; j < kThreadN; ++j) acc[i][j] = conv_fma(a[i], b[j], acc[i][j]);
       }
     }

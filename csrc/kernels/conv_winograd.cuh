@@ -36,12 +36,18 @@
 //
 // Layouts (workspace, all row-major; g is the convolution's channel group,
 // z = pos * groups + g the GEMM batch index, T = N * tiles_h * tiles_w):
-//   U  [pos][g][K/g][C/g]   filter transform (dgrad: C and K swapped)
+//   U  [pos][g][K/g][C/g]   filter transform (dgrad: C and K swapped); the
+//                           emulator's builds: [pos][g][C/g][K/g padded]
 //   V  [pos][g][C/g][T]     input transform: reduction-major for fprop /
-//                           dgrad (ConvRunRowLoader), rows for wgrad (B)
+//                           dgrad (ConvRunRowLoader), rows for wgrad
 //   M  [pos][g][T][K/g]     GEMM result (fprop / dgrad)
-//   dY [pos][g][T][K/g]     wgrad's transformed dy, reduction-major
-//   dW [pos][g][K/g][C/g]   wgrad's GEMM result
+//   dY [pos][g][T][K/g]     wgrad's transformed dy, reduction-major (the
+//                           emulator's builds: rows padded)
+//   dW [pos][g][K/g][C/g]   wgrad's GEMM result (the emulator's builds:
+//                           [pos][g][C/g][K/g], rows = channels)
+// The emulator's builds read U, V and dY in place (ConvWinogradGemmPass
+// kDirect, conv_mainloop_direct): reduction-major operands with rows padded
+// to whole 16-wide thread tiles; a GPU stages them (ops/conv_winograd.cu).
 #pragma once
 
 #include <cstdint>
@@ -66,7 +72,7 @@ struct WinogradLanes {
                                                             const WinogradLanes& b) {
     WinogradLanes r;
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
     for (int l = 0; l < kLanes; ++l) r.v[l] = a.v[l] + b.v[l];
     return r;
   }
@@ -74,21 +80,21 @@ struct WinogradLanes {
                                                             const WinogradLanes& b) {
     WinogradLanes r;
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
     for (int l = 0; l < kLanes; ++l) r.v[l] = a.v[l] - b.v[l];
     return r;
   }
   __device__ __forceinline__ friend WinogradLanes operator-(const WinogradLanes& a) {
     WinogradLanes r;
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
     for (int l = 0; l < kLanes; ++l) r.v[l] = -a.v[l];
     return r;
   }
   __device__ __forceinline__ friend WinogradLanes operator*(T c, const WinogradLanes& a) {
     WinogradLanes r;
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
     for (int l = 0; l < kLanes; ++l) r.v[l] = c * a.v[l];
     return r;
   }
@@ -252,7 +258,7 @@ __device__ __forceinline__ void winograd_store_run(T* dst, const WinogradLanes<T
                                                    int count) {
   if (count == kLanes) {
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
     for (int l = 0; l < kLanes; ++l) dst[l] = val.v[l];
   } else {
     // unrolled too: a lane index the compiler cannot fold would put the
@@ -268,11 +274,11 @@ __device__ __forceinline__ void winograd_load_run(const T* src, WinogradLanes<T,
                                                   int count) {
   if (count == kLanes) {
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
     for (int l = 0; l < kLanes; ++l) val.v[l] = src[l];
   } else {
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
     for (int l = 0; l < kLanes; ++l) val.v[l] = l < count ? src[l] : T(0);
   }
 }
@@ -572,7 +578,7 @@ struct ConvRunRowLoader {
     const T* src = run + k * step;
     if (k < k_end && count >= kCount) {
 #pragma unroll
-#pragma GCC unroll 16
+DC_HOST_UNROLL(16)
       for (int i = 0; i < kCount; ++i) out[i] = src[i];
     } else {
 #pragma unroll
