@@ -423,6 +423,18 @@ __device__ __forceinline__ void conv_epilogue_direct(const Pass& pass,
     } else {
       const std::int64_t base = pass.out_offset(group, m);
       const std::int64_t stride = pass.out_stride();
+      if constexpr (conv_uses_direct<Pass, Tile>()) {
+        // In place on the emulator: a thread's columns are adjacent, and a
+        // row stored without a test per element is one packed store.
+        if (n0 + math.col(Math::kAccN - 1) < gemm_n) {
+          T* out = pass.out + base + std::int64_t(n0 + math.col(0)) * stride;
+          DC_HOST_UNROLL(16)
+          for (int j = 0; j < Math::kAccN; ++j) {
+            out[j * stride] = pass.finish(group, n0 + math.col(j), acc[i][j]);
+          }
+          continue;
+        }
+      }
 #pragma unroll
       for (int j = 0; j < Math::kAccN; ++j) {
         const int n = n0 + math.col(j);
