@@ -24,6 +24,16 @@ using Dgrad3x3 = ConvDgradPass<T, ConvDgradGradLoader<T, 3, 3, 1>>;
 template <typename T>
 using Dgrad3x3 = ConvDgradPass<T, ConvDgradGradRunLoader<T, 3, 3>>;
 #endif
+// Where cp.async exists, the GPU's 3x3 dgrad runs the cp.async ring like
+// every other implicit GEMM (its loaders fit 128 registers, 0 spills; see
+// kernels/conv_dgrad.cuh), in both precisions.
+#if DC_GPU_CONFIG && DC_HAS_CP_ASYNC
+static_assert(conv_uses_multistage<Dgrad3x3<float>, ConvTiles<float>::Conv3x3>() &&
+                  conv_uses_multistage<Dgrad3x3<float>,
+                                       ConvTf32TileFor<ConvTiles<float>::Conv3x3>::type>() &&
+                  conv_uses_multistage<Dgrad3x3<double>, ConvTiles<double>::Conv3x3>(),
+              "the 3x3 dgrad runs the cp.async ring");
+#endif
 template <typename T>
 using DgradStride1 = ConvDgradPass<T, ConvDgradGradLoader<T, 0, 0, 1>>;
 template <typename T>
