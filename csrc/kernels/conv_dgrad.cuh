@@ -198,7 +198,7 @@ struct ConvDgradPass {
 // Column j of w seen as a (K/g, C/g*R*S) matrix per group: element k is
 // w[g*K/g + k, j], one filter apart per step.
 template <typename T>
-struct ConvFilterColumnLoader {
+struct ConvFilterColumnLoader : ConvWalkedLoads<ConvFilterColumnLoader<T>, T> {
   const T* column;
   bool valid;
 
@@ -209,12 +209,20 @@ struct ConvFilterColumnLoader {
     column = pass.w + std::int64_t(group) * p.group_filters() * p.filter_size() + (valid ? j : 0);
   }
 
-  template <typename Pass, int kCount>
-  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
-    const std::int64_t step = pass.params.filter_size();
+  template <typename Pass>  // the tensor walk() reads (ConvWalkedLoads)
+  __device__ __forceinline__ static const T* source(const Pass& pass) {
+    return pass.w;
+  }
+
+  // Calls f(i, address of element i, or null for a zero) for i < kCount.
+  template <int kCount, typename Pass, typename F>
+  __device__ __forceinline__ void walk(const Pass& pass, int k, int k_end, F&& f) const {
+    const int step = static_cast<int>(pass.params.filter_size());  // below 2^31
+    const T* filter = column + std::int64_t(k) * step;
 #pragma unroll
     for (int i = 0; i < kCount; ++i) {
-      out[i] = valid && k + i < k_end ? column[(k + i) * step] : T(0);
+      f(i, valid && k + i < k_end ? filter : nullptr);
+      filter += step;
     }
   }
 };
