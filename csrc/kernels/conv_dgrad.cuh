@@ -28,10 +28,7 @@ namespace dc {
 template <typename T, int kR, int kS, int kStride>
 struct ConvDgradGradLoader : ConvWalkedLoads<ConvDgradGradLoader<T, kR, kS, kStride>, T> {
   static constexpr bool kRuns = false;  // one GEMM row per thread (ConvTileLoad)
-  // The cp.async ring for the general variant only: the 3x3 one spilled 72
-  // bytes on sm_80 in the ring (128 registers at two 256-thread blocks per
-  // SM), so it keeps the register-staged double buffer.
-  static constexpr bool kAsync = kR == 0;
+  static constexpr int kTaps = kR * kS;  // 0: read from the problem (ConvDgradPass)
   const T* grad;  // dy at (n, first filter of the group, 0, 0)
   int hp, wp;     // h + pad_h, w + pad_w
   bool valid;
@@ -52,6 +49,9 @@ struct ConvDgradGradLoader : ConvWalkedLoads<ConvDgradGradLoader<T, kR, kS, kStr
   }
 
   // Calls f(i, address of element i, or null for a zero) for i < kCount.
+  // Strides are 32-bit (a 64-bit one costs two registers for the whole main
+  // loop): with the filter loader's, that keeps the 3x3 variant's cp.async
+  // ring within 128 registers on sm_80 .. sm_90 (72 bytes of spills before).
   template <int kCount, typename Pass, typename F>
   __device__ __forceinline__ void walk(const Pass& pass, int k, int k_end, F&& f) const {
     const ConvParams& p = pass.params;
@@ -60,10 +60,11 @@ struct ConvDgradGradLoader : ConvWalkedLoads<ConvDgradGradLoader<T, kR, kS, kStr
     const int sh = kStride ? kStride : p.stride_h;
     const int sw = kStride ? kStride : p.stride_w;
     const int P = p.P, Q = p.Q;
+    const int plane_size = P * Q;  // below N*P*Q < 2^31 (conv_check_params)
     const ConvTap tap = conv_tap(k, R, S);  // tap.c: the filter
     int r = tap.r;
     int s = tap.s;
-    const T* plane = grad + tap.c * p.output_plane();
+    const T* plane = grad + std::int64_t(tap.c) * plane_size;
 #pragma unroll
     for (int i = 0; i < kCount; ++i) {
       const int hs = hp - r, ws = wp - s;  // p*sh, q*sw if this tap lands
@@ -80,7 +81,7 @@ struct ConvDgradGradLoader : ConvWalkedLoads<ConvDgradGradLoader<T, kR, kS, kStr
         s = 0;
         if (++r == R) {
           r = 0;
-          plane += p.output_plane();
+          plane += plane_size;
         }
       }
     }
@@ -93,6 +94,7 @@ struct ConvDgradGradLoader : ConvWalkedLoads<ConvDgradGradLoader<T, kR, kS, kStr
 template <typename T, int kR, int kS>
 struct ConvDgradGradRunLoader {
   static constexpr bool kRuns = true;
+  static constexpr int kTaps = kR * kS;  // 0: read from the problem (ConvDgradPass)
 
   const T* grad;  // dy at (n of m_first, first filter of the group, 0, 0)
   std::int64_t m_first;
@@ -124,9 +126,11 @@ struct ConvDgradGradRunLoader {
   }
 };
 
-// w[g*K/g + f, c, r, s] for reduction index (f, r, s) and column c.
-template <typename T>
-struct ConvDgradFilterLoader : ConvWalkedLoads<ConvDgradFilterLoader<T>, T> {
+// w[g*K/g + f, c, r, s] for reduction index (f, r, s) and column c. kTaps:
+// R*S when the variant fixes it (9 for the 3x3 one: the division of k by it
+// becomes a multiply), 0 to read it from the problem.
+template <typename T, int kTaps>
+struct ConvDgradFilterLoader : ConvWalkedLoads<ConvDgradFilterLoader<T, kTaps>, T> {
   const T* column;  // w at (first filter of the group, c, 0, 0)
   bool valid;
 
@@ -147,16 +151,17 @@ struct ConvDgradFilterLoader : ConvWalkedLoads<ConvDgradFilterLoader<T>, T> {
   template <int kCount, typename Pass, typename F>
   __device__ __forceinline__ void walk(const Pass& pass, int k, int k_end, F&& f) const {
     const ConvParams& p = pass.params;
-    const int taps = p.filter_taps();
+    const int taps = kTaps ? kTaps : p.filter_taps();
+    const int size = static_cast<int>(p.filter_size());  // below 2^31 (conv_check_params)
     const int first = k / taps;  // the filter of step k
     int rs = k - first * taps;
-    const T* filter = column + first * p.filter_size();
+    const T* filter = column + std::int64_t(first) * size;
 #pragma unroll
     for (int i = 0; i < kCount; ++i) {
       f(i, valid && k + i < k_end ? filter + rs : nullptr);
       if (++rs == taps) {
         rs = 0;
-        filter += p.filter_size();
+        filter += size;
       }
     }
   }
@@ -166,7 +171,7 @@ template <typename T, typename ALoaderT>
 struct ConvDgradPass {
   using Scalar = T;
   using ALoader = ALoaderT;
-  using BLoader = ConvDgradFilterLoader<T>;
+  using BLoader = ConvDgradFilterLoader<T, ALoaderT::kTaps>;
 
   ConvParams params;
   const T* dy;  // (N, K, P, Q)
@@ -193,7 +198,7 @@ struct ConvDgradPass {
 // Column j of w seen as a (K/g, C/g*R*S) matrix per group: element k is
 // w[g*K/g + k, j], one filter apart per step.
 template <typename T>
-struct ConvFilterColumnLoader {
+struct ConvFilterColumnLoader : ConvWalkedLoads<ConvFilterColumnLoader<T>, T> {
   const T* column;
   bool valid;
 
@@ -204,12 +209,20 @@ struct ConvFilterColumnLoader {
     column = pass.w + std::int64_t(group) * p.group_filters() * p.filter_size() + (valid ? j : 0);
   }
 
-  template <typename Pass, int kCount>
-  __device__ __forceinline__ void load(const Pass& pass, int k, int k_end, T (&out)[kCount]) const {
-    const std::int64_t step = pass.params.filter_size();
+  template <typename Pass>  // the tensor walk() reads (ConvWalkedLoads)
+  __device__ __forceinline__ static const T* source(const Pass& pass) {
+    return pass.w;
+  }
+
+  // Calls f(i, address of element i, or null for a zero) for i < kCount.
+  template <int kCount, typename Pass, typename F>
+  __device__ __forceinline__ void walk(const Pass& pass, int k, int k_end, F&& f) const {
+    const int step = static_cast<int>(pass.params.filter_size());  // below 2^31
+    const T* filter = column + std::int64_t(k) * step;
 #pragma unroll
     for (int i = 0; i < kCount; ++i) {
-      out[i] = valid && k + i < k_end ? column[(k + i) * step] : T(0);
+      f(i, valid && k + i < k_end ? filter : nullptr);
+      filter += step;
     }
   }
 };

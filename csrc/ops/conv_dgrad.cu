@@ -29,6 +29,22 @@ using DgradStride1 = ConvDgradPass<T, ConvDgradGradLoader<T, 0, 0, 1>>;
 template <typename T>
 using DgradGeneral = ConvDgradPass<T, ConvDgradGradLoader<T, 0, 0, 0>>;
 
+// Where cp.async exists, every dgrad variant runs the cp.async ring, in both
+// precisions (their loaders fit the tiles' register budgets with 0 spills:
+// the 3x3 one at 128, see kernels/conv_dgrad.cuh).
+#if DC_GPU_CONFIG && DC_HAS_CP_ASYNC
+template <typename Pass, typename Tile>
+constexpr bool kDgradOnRing = conv_uses_multistage<Pass, Tile>() &&
+                              conv_uses_multistage<Pass, typename ConvTf32TileFor<Tile>::type>();
+static_assert(kDgradOnRing<Dgrad3x3<float>, ConvTiles<float>::Conv3x3> &&
+                  kDgradOnRing<ConvDgradFcPass<float>, ConvTiles<float>::Fc> &&
+                  kDgradOnRing<DgradStride1<float>, ConvTiles<float>::General> &&
+                  kDgradOnRing<DgradGeneral<float>, ConvTiles<float>::General> &&
+                  conv_uses_multistage<Dgrad3x3<double>, ConvTiles<double>::Conv3x3>() &&
+                  conv_uses_multistage<ConvDgradFcPass<double>, ConvTiles<double>::Fc>(),
+              "every dgrad variant runs the cp.async ring");
+#endif
+
 // Calls visit(pass, tile, kernel name) with the variant that serves p.
 template <typename T, typename Visit>
 auto visit_dgrad_variant(const ConvParams& p, Visit&& visit) {

@@ -43,9 +43,11 @@ namespace dc::ops {
 
 #if DC_GPU_CONFIG
 // Shared-memory stages of the float tiles: a 4-deep cp.async ring on sm_80
-// and newer wherever the pass's loaders can issue cp.async (fprop, wgrad;
-// kernels/conv.cuh conv_uses_multistage), 2 register-staged buffers on sm_75
-// and for dgrad. 4 x 8 KiB for the 3x3 tile: two blocks still fit an SM.
+// and newer wherever the pass's loaders can issue cp.async (every implicit
+// GEMM of fprop, dgrad and wgrad; kernels/conv.cuh conv_uses_multistage), 2
+// register-staged buffers on sm_75. 4 x 8 KiB for the 3x3 tile: two blocks
+// still fit an SM, and its loaders fit the ring into the 128 registers with
+// 0 spills (dgrad's with 32-bit strides: kernels/conv_dgrad.cuh).
 constexpr int kConvGpuStages = 4;
 template <typename T>
 struct ConvTiles {
