@@ -19,6 +19,7 @@ from deepconv.ops import conv2d, conv2d_dgrad, conv2d_output_shape, conv2d_wgrad
 from deepconv.testing import assert_race_free
 
 import test_conv as base
+import test_conv_winograd as wbase
 from conftest import on
 
 from deepconv import _emu_gputiles as gputiles
@@ -105,3 +106,34 @@ def test_race_free(dtype, problem, rng):
     assert_race_free(lambda *a: conv2d(*a, relu=True, **geo), x, w, b, seeds=(1, 2))
     assert_race_free(lambda *a: conv2d_dgrad(*a, x.shape, **geo), dy, w, seeds=(1, 2))
     assert_race_free(lambda *a: conv2d_wgrad(*a, w.shape, **geo), x, dy, seeds=(1, 2))
+
+
+# Winograd on the GPU build's path: its batched GEMMs staged on the 3x3
+# tiles (the sm_80+ cp.async ring: ConvRunRowLoader's copy_async), U a row
+# per filter; the emulator's own build runs them in place instead.
+WINOGRAD_PROBLEMS = ["odd_hw", "k_c_not_tile_multiple", "groups2", "pad_h0_w2"]
+
+
+@pytest.mark.parametrize("tile", wbase.TILES)
+@pytest.mark.parametrize("problem", WINOGRAD_PROBLEMS)
+def test_winograd_staged_matches_reference(problem, tile, rng):
+    x, w, b, dy, geo = wbase.arrays(rng, problem, np.float32)
+    pad, groups = geo["padding"], geo["groups"]
+    dev = lambda a: on(DEVICE, a)  # noqa: E731
+    y = conv2d(dev(x), dev(w), dev(b), relu=True, algorithm=tile, **geo)
+    wbase.assert_winograd_close(y, np.maximum(base.conv_reference(x, w, b, 1, pad, groups), 0),
+                                np.float32, w[0].size, tile)
+    dx = conv2d_dgrad(dev(dy), dev(w), x.shape, algorithm=tile, **geo)
+    wbase.assert_winograd_close(dx, base.dgrad_reference(dy, w, x.shape, 1, pad, groups),
+                                np.float32, w.shape[0] // groups * 9, tile)
+    dw, db = conv2d_wgrad(dev(x), dev(dy), w.shape, algorithm=tile, **geo)
+    dw_ref, db_ref = base.wgrad_reference(x, dy, w.shape, 1, pad, groups)
+    wbase.assert_winograd_close(dw, dw_ref, np.float32, dy[:, 0].size, tile)
+    wbase.assert_winograd_close(db, db_ref, np.float32, dy[:, 0].size, tile)
+    if problem == "groups2":
+        assert_race_free(lambda *a: conv2d(*a, relu=True, algorithm=tile, **geo), dev(x), dev(w),
+                         dev(b), seeds=(1, 2))
+        assert_race_free(lambda *a: conv2d_dgrad(*a, x.shape, algorithm=tile, **geo), dev(dy),
+                         dev(w), seeds=(1, 2))
+        assert_race_free(lambda *a: conv2d_wgrad(*a, w.shape, algorithm=tile, **geo), dev(x),
+                         dev(dy), seeds=(1, 2))

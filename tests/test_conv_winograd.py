@@ -38,23 +38,25 @@ PROBLEMS = {
     "smaller_than_tile": ((2, 4, 3, 2), (5, 4, 3, 3), 1, 1),
     # tiles spanning images within one 16-lane transform run
     "many_tiles": ((3, 17, 13, 13), (18, 17, 3, 3), 1, 1),
-    # GEMMs of 33-64 rows and 128+ reduction steps (the emulator's 64x128x64 tile):
-    # F(4x4) fprop (36 tiles x 128 channels), dgrad (36 tiles x 128 filters),
-    # wgrad (40 filters x 128 tiles)
+    # The in-place GEMM's tiles on the emulator (ops/conv_winograd.cu run_gemm),
+    # rows per batch: 33-64 rows in 56-row blocks (7-row thread tiles): F(4x4)
+    # fprop (36 tiles x 128 channels), dgrad (36 tiles x 128 filters), wgrad
+    # (rows = 8 channels: 32-row blocks, 128 tiles reduced)
     "short_deep_fprop": ((9, 128, 8, 8), (16, 128, 3, 3), 1, 1),
     "short_deep_dgrad": ((9, 16, 8, 8), (128, 16, 3, 3), 1, 1),
     "short_deep_wgrad": ((2, 8, 32, 32), (40, 8, 3, 3), 1, 1),
-    # more than 64 rows and 64+ steps, rows that 112-row blocks pad less than
-    # 128-row ones (the emulator's 112x64x64 tile): 75 (F(4x4)) / 300 (F(2x2))
-    # tiles, 72 filters in wgrad
+    # ... 60 rows, which 64-row blocks pad less (8-row thread tiles)
+    "rows60": ((15, 8, 8, 8), (24, 8, 3, 3), 1, 1),
+    # more than 64 rows that 112-row blocks pad less than 128-row ones: 75
+    # (F(4x4)) / 300 (F(2x2)) tiles; wgrad: 72 channels
     "deep_fprop": ((3, 64, 20, 20), (8, 64, 3, 3), 1, 1),
     "deep_dgrad": ((3, 8, 20, 20), (64, 8, 3, 3), 1, 1),
-    "deep_wgrad": ((3, 8, 20, 20), (72, 8, 3, 3), 1, 1),
-    # ... and rows that 128-row blocks pad less (its 128x64x64 tile): 121 /
-    # 484 tiles, 120 filters in wgrad
+    "deep_wgrad": ((3, 72, 20, 20), (8, 72, 3, 3), 1, 1),
+    # ... and rows that 128-row blocks pad less: 121 / 484 tiles; wgrad: 120
+    # channels
     "deep128_fprop": ((1, 64, 44, 44), (8, 64, 3, 3), 1, 1),
     "deep128_dgrad": ((1, 8, 44, 44), (64, 8, 3, 3), 1, 1),
-    "deep128_wgrad": ((3, 8, 20, 20), (120, 8, 3, 3), 1, 1),
+    "deep128_wgrad": ((3, 120, 20, 20), (8, 120, 3, 3), 1, 1),
 }
 
 

@@ -169,7 +169,8 @@ namespace dc {
 // kAsync and has copy_async<kCount>(pass, k, k_end, dst, dst_stride), which
 // copies the kCount values load() would return, element i to
 // dst[i * dst_stride], zero-filling where load() returns 0. (The k-major
-// stage puts consecutive k a row apart, so the copies are element-wide.)
+// stage puts consecutive k a row apart, so the copies are element-wide; a
+// run loader's values are consecutive m, dst_stride 1.)
 template <typename Loader, typename = void>
 struct ConvLoaderAsync : std::false_type {};
 template <typename Loader>
@@ -215,7 +216,7 @@ struct ConvWalkedLoads {
 template <typename Pass, typename Tile>
 constexpr bool conv_uses_multistage() {
   return Tile::kStages >= 3 && DC_HAS_CP_ASYNC && ConvLoaderAsync<typename Pass::ALoader>::value &&
-         ConvLoaderAsync<typename Pass::BLoader>::value && !Pass::ALoader::kRuns;
+         ConvLoaderAsync<typename Pass::BLoader>::value;
 }
 
 // The main loop with two stages staged through registers (every build; the
@@ -299,6 +300,9 @@ __device__ __forceinline__ void conv_mainloop_multistage(
   constexpr int kStages = Tile::kStages;
   constexpr int kLdA = Tile::kBlockM + Math::kPadA;
   constexpr int kLdB = Tile::kBlockN + Math::kPadB;
+  // A run loader's kCount values are consecutive rows m of one step, so
+  // adjacent in the stage too (ConvTileLoadRuns); others walk the steps.
+  constexpr bool kRunsA = Pass::ALoader::kRuns;
   // The bounds spelled without the local constants: nvcc 11.8's front end
   // (GPGPU-Sim's toolkit) dies on a __shared__ array sized by them
   // ("internal error ... form_array_declarator").
@@ -315,7 +319,7 @@ __device__ __forceinline__ void conv_mainloop_multistage(
       for (int it = 0; it < LoadA::kColIters; ++it)
         a_load[it].template copy_async<LoadA::kCount>(
             pass, k0 + LoadA::row(tid), k_end, &a_ring[slot][LoadA::row(tid)][LoadA::col(tid, it)],
-            kLdA);
+            kRunsA ? 1 : kLdA);
 #pragma unroll
       for (int it = 0; it < LoadB::kColIters; ++it)
         b_load[it].template copy_async<LoadB::kCount>(

@@ -585,6 +585,20 @@ DC_HOST_UNROLL(16)
       for (int i = 0; i < kCount; ++i) out[i] = k < k_end && i < count ? src[i] : T(0);
     }
   }
+
+  // The same run by cp.async (the sm_80+ ring), element i to
+  // dst[i * dst_stride], zeros where load() gives them.
+  static constexpr bool kAsync = true;
+  template <int kCount, typename Pass>
+  __device__ __forceinline__ void copy_async(const Pass&, int k, int k_end, T* dst,
+                                             int dst_stride) const {
+    const T* src = run + k * step;
+#pragma unroll
+    for (int i = 0; i < kCount; ++i) {
+      conv_copy_element_async(dst + i * dst_stride, k < k_end && i < count ? src + i : nullptr,
+                              run);
+    }
+  }
 };
 
 // The alpha^2 x groups GEMMs on the implicit-GEMM main loop: batch z = pos *

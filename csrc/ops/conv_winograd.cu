@@ -104,7 +104,9 @@ WinogradGeometry geometry(const ConvParams& p, ConvPassKind pass, int tile) {
 // it through its loaders, a row per GEMM column n.
 constexpr bool kFiltersInPlace =
     ConvWinogradGemmPass<float, ConvRunRowLoader<float>, true>::kDirect;
-constexpr int kInPlaceColumns = 16;  // the kThreadN of run_gemm's in-place tiles
+// The kThreadN of run_gemm's in-place tiles (16 floats: one AVX-512 FMA
+// per row and step).
+constexpr int kInPlaceColumns = 16;
 struct FilterLayout {
   int rows, ld;
 };
@@ -183,83 +185,44 @@ inline std::int64_t rows_padded(std::int64_t m, std::int64_t block) {
   return (m + block - 1) / block * block;
 }
 
-// The batched GEMMs, on the 3x3 variant's tiles; never split (alpha^2 x
-// groups batches already give 16-36x the blocks of one GEMM). On the
-// emulator (float), 64-deep stages where the reduction fills them, measured
-// side by side in dev/winograd (GEMM alone, rounds interleaved):
-//   - more than 64 rows, 64+ steps: 128x64x64 blocks, 1.1-1.35x the 3x3
-//     variant's choice for F(4x4) on VGG's 224..56 layers (e.g. 64->64 at
-//     224: 41.6 against 31.2 GFLOP/s; 128->128 at 112: 38.5 against 31.8);
-//     112x64x64 (7x16 per thread) where 112-row blocks pad fewer rows:
-//     VGG's tile counts are 49 * 4^j (196 = 1.75 x 112, 784 = 7 x 112,
-//     against 256 and 896 rows in 128-row blocks). Six shapes at 196 and
-//     784 rows, 1.07-1.2x the 128-row blocks (e.g. 256->256 at 56, F(4x4):
-//     86.9 against 76.5 GFLOP/s; 512->512 at 28, F(2x2): 48.0 against
-//     40.4); at 3136 rows (224x224) no difference; 56-row blocks for 49
-//     rows were no faster than 64-row ones;
-//   - 33-64 rows (F(4x4) on 28x28 images, F(2x2) on 14x14, batch 1), 128+
-//     steps: 64x128x64, 1.3-1.45x the 32-deep 64-row tile (15.3 against
-//     11.0 GFLOP/s for 256->512 at 28).
+// The batched GEMMs; never split (alpha^2 x groups batches already give
+// 16-36x the blocks of one GEMM). A GPU stages them on the 3x3 variant's
+// tiles. The emulator's builds run them in place (conv_mainloop_direct):
+// 64 columns, and rows in 7- or 8-row thread tiles, whichever pads fewer
+// rows (VGG's tile counts are 49 * 4^j), measured in dev/winograd (the
+// in-place GEMM alone, rounds interleaved, 2 cores under load): F(4x4) at
+// 28x28 (49 rows) 56x64 blocks 58-62 GFLOP/s against 49-52 for 64x128; at
+// 56x56 (196 rows) 112x64 and 128x64 within noise (54-81); 8x32 and 14x16
+// thread tiles 20-60% slower than 7x16 / 8x16 everywhere. (The staged
+// GEMM's emulator tiles, measured before, are the lab's v1.)
 template <typename T, typename Loader, bool kInPlace>
 void run_gemm(const ConvWinogradGemmPass<T, Loader, kInPlace>& pass, const char* name, Stream s) {
   constexpr ConvSplitTarget kNoSplit{1, 1 << 30};
-  using Pass = ConvWinogradGemmPass<T, Loader, kInPlace>;
-  if constexpr (Pass::kDirect) {
-    // In place (no stage; the emulator's builds): 64 columns, and rows in
-    // 7- or 8-row thread tiles, whichever pads fewer rows (VGG's tile
-    // counts are 49 * 4^j), measured in dev/winograd (in-place GEMM alone,
-    // rounds interleaved, 2 cores under load): F(4x4) at 28x28 (49 rows)
-    // 56x64 blocks 58-62 GFLOP/s against 49-52 for 64x128; at 56x56 (196
-    // rows) 112x64 and 128x64 within noise (54-81); 8x32 and 14x16
-    // thread tiles 20-60% slower than 7x16 / 8x16 everywhere.
-    const auto launch_tile = [&](auto tile) {
-      using Tile = decltype(tile);
-      static_assert(Tile::kThreadN == kInPlaceColumns, "U's rows are padded to whole thread tiles");
-      conv_launch_implicit_gemm<Tile>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,
-                                      nullptr, 0, s);
-    };
+  const auto launch_tile = [&](auto tile) {
+    conv_launch_implicit_gemm<decltype(tile)>(name, "conv2d_winograd_split_reduce", pass,
+                                              kNoSplit, nullptr, 0, s);
+  };
+  if constexpr (ConvWinogradGemmPass<T, Loader, kInPlace>::kDirect) {
     const std::int64_t m = pass.gemm_m();
     if (m > 64) {
       if (rows_padded(m, 112) < rows_padded(m, 128)) {
-        return launch_tile(ConvTile<112, 64, 64, 7, 16>{});
+        return launch_tile(ConvTile<112, 64, 64, 7, kInPlaceColumns>{});
       }
-      return launch_tile(ConvTile<128, 64, 64, 8, 16>{});
+      return launch_tile(ConvTile<128, 64, 64, 8, kInPlaceColumns>{});
     }
     if (m > 32) {
       if (rows_padded(m, 56) < rows_padded(m, 64)) {
-        return launch_tile(ConvTile<56, 64, 64, 7, 16>{});
+        return launch_tile(ConvTile<56, 64, 64, 7, kInPlaceColumns>{});
       }
-      return launch_tile(ConvTile<64, 64, 64, 8, 16>{});
+      return launch_tile(ConvTile<64, 64, 64, 8, kInPlaceColumns>{});
     }
-    return launch_tile(ConvTile<32, 64, 64, 8, 16>{});
+    return launch_tile(ConvTile<32, 64, 64, 8, kInPlaceColumns>{});
+  } else {
+    visit_conv_3x3_tile<T>(pass, name, [&](auto gemm, auto tile, const char* kernel) {
+      conv_launch_implicit_gemm<decltype(tile)>(kernel, "conv2d_winograd_split_reduce", gemm,
+                                                kNoSplit, nullptr, 0, s);
+    });
   }
-#if !DC_GPU_CONFIG
-  if constexpr (sizeof(T) <= 4) {
-    if (pass.gemm_m() > 64 && pass.gemm_k() >= 64 && rows_padded(pass.gemm_m(), 112) <
-                                                          rows_padded(pass.gemm_m(), 128)) {
-      using Deep7 = ConvTile<112, 64, 64, 7, 16>;
-      conv_launch_implicit_gemm<Deep7>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,
-                                       nullptr, 0, s);
-      return;
-    }
-    if (pass.gemm_m() > 64 && pass.gemm_k() >= 64) {
-      using Deep = ConvTile<128, 64, 64, 8, 16>;
-      conv_launch_implicit_gemm<Deep>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,
-                                      nullptr, 0, s);
-      return;
-    }
-    if (pass.gemm_m() > 32 && pass.gemm_m() <= 64 && pass.gemm_k() >= 128) {
-      using ShortDeep = ConvTile<64, 128, 64, 8, 16>;
-      conv_launch_implicit_gemm<ShortDeep>(name, "conv2d_winograd_split_reduce", pass, kNoSplit,
-                                           nullptr, 0, s);
-      return;
-    }
-  }
-#endif
-  visit_conv_3x3_tile<T>(pass, name, [&](auto gemm, auto tile, const char* kernel) {
-    conv_launch_implicit_gemm<decltype(tile)>(kernel, "conv2d_winograd_split_reduce", gemm,
-                                              kNoSplit, nullptr, 0, s);
-  });
 }
 
 // Lanes per transform thread (kernels/conv_winograd.cuh): one 512-bit
@@ -292,7 +255,7 @@ void run_fprop(const ConvParams& p, const WinogradGeometry& g, ConvPassKind pass
          p.K, p.group_channels(), p.groups, pass == ConvPassKind::kDgrad, kFiltersInPlace, u.ld);
   launch(conv_winograd_input_kernel<T, kM, L>, "conv2d_winograd_input_transform",
          transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.a, g);
-  ConvWinogradGemmPass<T, ConvRunRowLoader<T>, true> gemm;
+  ConvWinogradGemmPass<T, ConvRunRowLoader<T>, kFiltersInPlace> gemm;  // one GPU kernel with wgrad
   gemm.a = ConvRowMatrix<T>{ws.a, T_, T_, T_ * Cg};  // V[pos][g][c][tile]: runs of tiles
   gemm.b = ConvRowMatrix<T>{ws.b, u.rows, u.ld, std::int64_t(u.rows) * u.ld};
   gemm.out = ws.out;
@@ -327,7 +290,8 @@ void run_wgrad(const ConvParams& p, const T* x, const T* dy, T* dw, void* worksp
          dy_ld);
   launch(conv_winograd_input_kernel<T, kM, L>, "conv2d_winograd_input_transform",
          transform_config(std::int64_t(g.C) * lane_blocks(T_, L), s), x, ws.b, g);
-  const ConvRowMatrix<T> dy_t{ws.a, T_, dy_ld, T_ * dy_ld};  // dY[pos][g][tile][k]
+  // dY[pos][g][tile][k]: runs of Kg filters (rows of dy_ld) per tile
+  const ConvRowMatrix<T> dy_t{ws.a, Kg, dy_ld, T_ * dy_ld};
   const ConvRowMatrix<T> v_t{ws.b, Cg, T_, T_ * Cg};         // V[pos][g][c][tile]
   const auto run = [&](auto gemm, bool channel_major) {
     gemm.out = ws.out;

@@ -35,6 +35,37 @@ std::size_t workspace_bytes(const ConvParams& p, dc::ops::ConvAlgorithm algo) {
   return dc::ops::conv2d_fprop_workspace_bytes<T>(p, algo);
 }
 
+// v1: the staged GEMM on the emulator tiles production used before the
+// in-place loop (measured then, rounds interleaved): 112x64x64 (7x16 per
+// thread) where 112-row blocks pad fewer rows than 128x64x64 ones (1.07-1.2x
+// at 196 and 784 rows), 128x64x64 for other GEMMs of 64+ rows (1.1-1.35x the
+// 3x3 variant's tiles), 64x128x64 for 33-64 rows and 128+ steps (1.3-1.45x
+// the 32-deep 64-row tile), else the 3x3 variant's.
+template <typename Pass>
+void run_staged(const Pass& pass) {
+  using namespace dc;
+  using namespace dc::ops;
+  constexpr ConvSplitTarget kNoSplit{1, 1 << 30};
+  const auto launch_tile = [&](auto tile) {
+    conv_launch_implicit_gemm<decltype(tile)>("gemm_staged", "reduce", pass, kNoSplit, nullptr,
+                                              0, nullptr);
+  };
+  const std::int64_t m = pass.gemm_m();
+  if (m > 64 && pass.gemm_k() >= 64) {
+    if (rows_padded(m, 112) < rows_padded(m, 128)) {
+      return launch_tile(ConvTile<112, 64, 64, 7, 16>{});
+    }
+    return launch_tile(ConvTile<128, 64, 64, 8, 16>{});
+  }
+  if (m > 32 && m <= 64 && pass.gemm_k() >= 128) {
+    return launch_tile(ConvTile<64, 128, 64, 8, 16>{});
+  }
+  visit_conv_3x3_tile<float>(pass, "gemm_staged", [&](auto gemm, auto tile, const char* kernel) {
+    conv_launch_implicit_gemm<decltype(tile)>(kernel, "reduce", gemm, kNoSplit, nullptr, 0,
+                                              nullptr);
+  });
+}
+
 // The F(kM) pieces of run_fprop, timed one by one on the same workspace.
 template <int kM>
 void pieces(const ConvParams& p, lab::Buffer<float>& x, lab::Buffer<float>& w,
@@ -87,7 +118,7 @@ void pieces(const ConvParams& p, lab::Buffer<float>& x, lab::Buffer<float>& w,
   gemm.k = Cg;
   gemm.batches = staged.batches;
   auto product = [&] { run_gemm(gemm, "gemm", nullptr); };
-  auto product_staged = [&] { run_gemm(staged, "gemm_staged", nullptr); };
+  auto product_staged = [&] { run_staged(staged); };
   auto output = [&] {
     launch(conv_winograd_output_kernel<float, kM, L>, "output",
            transform_config(std::int64_t(g.groups) * T_ * lane_blocks(Kg, L), nullptr), ws.out,
