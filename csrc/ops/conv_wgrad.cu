@@ -13,8 +13,8 @@ namespace {
 
 // wgrad's GEMM is small (K/g x C/g*R*S) and its reduction (N*P*Q) long, so
 // split-K does most of the work of filling the device: the reduction is cut
-// into fixed chunks until about kSplitTarget.blocks blocks run. The tile is
-// the general one of ops/conv_tiles.cuh.
+// into fixed chunks until about kSplitTarget.blocks blocks run. The tiles are
+// the general ones of ops/conv_tiles.cuh (see wgrad_takes_wide_tile).
 #if DC_GPU_CONFIG
 constexpr ConvSplitTarget kSplitTarget{264, 512};
 constexpr int kBiasThreads = 256;
@@ -23,13 +23,36 @@ constexpr ConvSplitTarget kSplitTarget{16, 2048};
 constexpr int kBiasThreads = 64;
 #endif
 
-// Calls visit(pass, tile, kernel name) with wgrad's one variant, like the
-// other launchers' visit_<pass>_variant.
+// Whether wgrad takes the wide general tile (128x128 on the emulator; on a
+// GPU the two are one tile): when the GEMM has more than 64 columns (C/g *
+// R * S) and the wide tile leaves the split of the reduction as it was, so dw
+// keeps its bits (every output's sum then runs over the same steps in the
+// same order; only the blocks are cut differently). Measured side by side
+// (dev/conv3x3_tiles vgg_small: benchmarks/train_step.py's layers, batch 16,
+// CPU ms of 128x64 -> 128x128 blocks): 64->128 at 8x8 7.0 -> 6.1, 128->128
+// at 8x8 10.5 -> 9.1, 128->256 at 4x4 5.8 -> 5.6, 256->256 at 4x4 11.2 ->
+// 10.2, at 2x2 3.5 -> 3.1; 3->32 at 32x32 (27 columns) lost, 9.7 -> 16.3.
+template <typename Tiles, typename Pass>
+bool wgrad_takes_wide_tile(const Pass& pass) {
+  using Narrow = typename Tiles::General;
+  using Wide = typename Tiles::GeneralWide;
+  if (pass.gemm_n() <= 64) return false;
+  const ConvSplitPlan narrow = conv_implicit_gemm_plan<Narrow>(pass, kSplitTarget);
+  const ConvSplitPlan wide = conv_implicit_gemm_plan<Wide>(pass, kSplitTarget);
+  return narrow.splits == wide.splits && narrow.k_per_split == wide.k_per_split;
+}
+
+// Calls visit(pass, tile, kernel name) with wgrad's tile, like the other
+// launchers' visit_<pass>_variant.
 template <typename T, typename Visit>
 auto visit_wgrad_variant(const ConvParams& p, Visit&& visit) {
   conv_require_well_formed(p, "conv2d_wgrad");
-  return visit(ConvWgradPass<T>{p}, typename ConvTiles<T>::General{},
-               "conv2d_wgrad_implicit_gemm");
+  using Tiles = ConvTiles<T>;
+  const ConvWgradPass<T> pass{p};
+  if (wgrad_takes_wide_tile<Tiles>(pass)) {
+    return visit(pass, typename Tiles::GeneralWide{}, "conv2d_wgrad_implicit_gemm");
+  }
+  return visit(pass, typename Tiles::General{}, "conv2d_wgrad_implicit_gemm");
 }
 
 // The Winograd tile conv_winograd_tile picks for p (0: implicit GEMM), after
