@@ -14,7 +14,7 @@ namespace {
 // wgrad's GEMM is small (K/g x C/g*R*S) and its reduction (N*P*Q) long, so
 // split-K does most of the work of filling the device: the reduction is cut
 // into fixed chunks until about kSplitTarget.blocks blocks run. The tiles are
-// the general ones of ops/conv_tiles.cuh (see wgrad_takes_wide_tile).
+// the general ones of ops/conv_tiles.cuh (see wgrad_tile).
 #if DC_GPU_CONFIG
 constexpr ConvSplitTarget kSplitTarget{264, 512};
 constexpr int kBiasThreads = 256;
@@ -23,23 +23,39 @@ constexpr ConvSplitTarget kSplitTarget{16, 2048};
 constexpr int kBiasThreads = 64;
 #endif
 
-// Whether wgrad takes the wide general tile (128x128 on the emulator; on a
-// GPU the two are one tile): when the GEMM has more than 64 columns (C/g *
-// R * S) and the wide tile leaves the split of the reduction as it was, so dw
-// keeps its bits (every output's sum then runs over the same steps in the
-// same order; only the blocks are cut differently). Measured side by side
-// (dev/conv3x3_tiles vgg_small: benchmarks/train_step.py's layers, batch 16,
-// CPU ms of 128x64 -> 128x128 blocks): 64->128 at 8x8 7.0 -> 6.1, 128->128
-// at 8x8 10.5 -> 9.1, 128->256 at 4x4 5.8 -> 5.6, 256->256 at 4x4 11.2 ->
-// 10.2, at 2x2 3.5 -> 3.1; 3->32 at 32x32 (27 columns) lost, 9.7 -> 16.3.
+// Whether Tile cuts wgrad's reduction exactly as the general tile does, so
+// that dw keeps its bits with it: every output's sum then runs over the same
+// steps in the same order (each thread accumulates its outputs step by
+// step, whatever the block's shape), and split-K partials are reduced alike.
+template <typename Tile, typename Tiles, typename Pass>
+bool wgrad_split_as_general(const Pass& pass) {
+  const ConvSplitPlan general = conv_implicit_gemm_plan<typename Tiles::General>(pass, kSplitTarget);
+  const ConvSplitPlan plan = conv_implicit_gemm_plan<Tile>(pass, kSplitTarget);
+  return plan.splits == general.splits && plan.k_per_split == general.k_per_split;
+}
+
+// Which general tile wgrad takes (on a GPU the three are one tile), when the
+// split stays as the 128x64 tile's (see above):
+//  - GeneralSmall (32x32) for GEMMs of at most 32 x 32: an RGB network's
+//    first layer, 27 columns (C/g * R * S) and a long reduction;
+//  - GeneralWide (128x128) for more than 64 columns.
+// Measured side by side (dev/conv3x3_tiles vgg_small: benchmarks/train_step.py's
+// layers, batch 16, CPU ms per call; 2-core EPYC shared with other jobs):
+//   3 -> 32 at 32x32:    128x64 7.3-8.6, 32x32x64 3.1-3.4 (three runs);
+//                        128x128 lost (9.7 -> 16.3);
+//   64 -> 128 at 8x8:    128x64 7.0, 128x128 6.1;   128 -> 128 at 8x8: 10.5, 9.1;
+//   128 -> 256 at 4x4:   5.8, 5.6;   256 -> 256 at 4x4: 11.2, 10.2;   at 2x2: 3.5, 3.1.
+enum class WgradTile { kGeneral, kSmall, kWide };
 template <typename Tiles, typename Pass>
-bool wgrad_takes_wide_tile(const Pass& pass) {
-  using Narrow = typename Tiles::General;
-  using Wide = typename Tiles::GeneralWide;
-  if (pass.gemm_n() <= 64) return false;
-  const ConvSplitPlan narrow = conv_implicit_gemm_plan<Narrow>(pass, kSplitTarget);
-  const ConvSplitPlan wide = conv_implicit_gemm_plan<Wide>(pass, kSplitTarget);
-  return narrow.splits == wide.splits && narrow.k_per_split == wide.k_per_split;
+WgradTile wgrad_tile(const Pass& pass) {
+  if (pass.gemm_m() <= 32 && pass.gemm_n() <= 32 &&
+      wgrad_split_as_general<typename Tiles::GeneralSmall, Tiles>(pass)) {
+    return WgradTile::kSmall;
+  }
+  if (pass.gemm_n() > 64 && wgrad_split_as_general<typename Tiles::GeneralWide, Tiles>(pass)) {
+    return WgradTile::kWide;
+  }
+  return WgradTile::kGeneral;
 }
 
 // Calls visit(pass, tile, kernel name) with wgrad's tile, like the other
@@ -49,10 +65,13 @@ auto visit_wgrad_variant(const ConvParams& p, Visit&& visit) {
   conv_require_well_formed(p, "conv2d_wgrad");
   using Tiles = ConvTiles<T>;
   const ConvWgradPass<T> pass{p};
-  if (wgrad_takes_wide_tile<Tiles>(pass)) {
-    return visit(pass, typename Tiles::GeneralWide{}, "conv2d_wgrad_implicit_gemm");
+  constexpr const char* kName = "conv2d_wgrad_implicit_gemm";
+  switch (wgrad_tile<Tiles>(pass)) {
+    case WgradTile::kSmall: return visit(pass, typename Tiles::GeneralSmall{}, kName);
+    case WgradTile::kWide: return visit(pass, typename Tiles::GeneralWide{}, kName);
+    case WgradTile::kGeneral: break;
   }
-  return visit(pass, typename Tiles::General{}, "conv2d_wgrad_implicit_gemm");
+  return visit(pass, typename Tiles::General{}, kName);
 }
 
 // The Winograd tile conv_winograd_tile picks for p (0: implicit GEMM), after

@@ -112,15 +112,15 @@ int main(int argc, char** argv) {
       {256, 256, 8, 4},  {256, 512, 4, 4}, {512, 512, 4, 4}, {512, 512, 2, 4},  {256, 512, 28, 1},
       {512, 512, 14, 1}, {512, 512, 14, 4}, {512, 512, 7, 4}};
   // `vgg_small` as the first argument: benchmarks/train_step.py's network
-  // (VGG-A at width 32 on 32x32 images, batch 16), wgrad only.
+  // (VGG-A at width 32 on 32x32 images, batch 16), with more wgrad tiles.
   const std::vector<std::array<int, 4>> vgg_small = {
       {3, 32, 32, 16},   {32, 64, 16, 16},  {64, 128, 8, 16}, {128, 128, 8, 16},
       {128, 256, 4, 16}, {256, 256, 4, 16}, {256, 256, 2, 16}};
-  const bool wgrad_only = argc > 1 && std::string(argv[1]) == "vgg_small";
-  const int first_size_arg = wgrad_only ? 2 : 1;
+  const bool small_net = argc > 1 && std::string(argv[1]) == "vgg_small";
+  const int first_size_arg = small_net ? 2 : 1;
   std::mt19937 rng(7);
   std::normal_distribution<float> normal;
-  for (const auto& s : wgrad_only ? vgg_small : cifar) {
+  for (const auto& s : small_net ? vgg_small : cifar) {
     bool wanted = argc <= first_size_arg;
     for (int i = first_size_arg; i < argc; ++i) wanted = wanted || std::atoi(argv[i]) == s[2];
     if (!wanted) continue;
@@ -160,14 +160,12 @@ int main(int argc, char** argv) {
       if (p.H <= 4) run<Tiny>(pass_name, pass, out, want, gflop);
       if (p.H <= 2) run<Mini>(pass_name, pass, out, want, gflop);
     };
-    if (!wgrad_only) {
-      dc::ops::Fprop3x3<float> fprop{p};
-      fprop.x = bx.get(), fprop.w = bw.get(), fprop.b = nullptr, fprop.relu = false;
-      sweep("fprop", fprop, by, ref.y);
-      dc::ops::Dgrad3x3<float> dgrad{p};
-      dgrad.dy = bdy.get(), dgrad.w = bw.get();
-      sweep("dgrad", dgrad, bdx, ref.dx);
-    }
+    dc::ops::Fprop3x3<float> fprop{p};
+    fprop.x = bx.get(), fprop.w = bw.get(), fprop.b = nullptr, fprop.relu = false;
+    sweep("fprop", fprop, by, ref.y);
+    dc::ops::Dgrad3x3<float> dgrad{p};
+    dgrad.dy = bdy.get(), dgrad.w = bw.get();
+    sweep("dgrad", dgrad, bdx, ref.dx);
 
     dc::ConvWgradPass<float> wgrad{p};
     wgrad.x = bx.get(), wgrad.dy = bdy.get();
@@ -179,7 +177,7 @@ int main(int argc, char** argv) {
     run<ConvTile<128, 64, 16, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
     run<Short>("wgrad", wgrad, bdw, ref.dw, gflop);
     run<ConvTile<128, 64, 64, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
-    if (wgrad_only) {
+    if (small_net) {
       // Wider and deeper blocks: fewer re-gathers of the image operand per
       // FLOP, fewer barriers per reduction step.
       run<ConvTile<128, 128, 64, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
@@ -191,6 +189,13 @@ int main(int argc, char** argv) {
       run<ConvTile<64, 64, 32, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
       run<ConvTile<32, 128, 32, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
       run<ConvTile<128, 128, 16, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      if (p.C <= 3) {  // 27 GEMM columns: blocks that waste fewer of them
+        run<ConvTile<32, 32, 32, 4, 8>>("wgrad", wgrad, bdw, ref.dw, gflop);
+        run<ConvTile<32, 32, 64, 4, 8>>("wgrad", wgrad, bdw, ref.dw, gflop);
+        run<ConvTile<32, 32, 16, 4, 8>>("wgrad", wgrad, bdw, ref.dw, gflop);
+        run<ConvTile<64, 32, 32, 4, 8>>("wgrad", wgrad, bdw, ref.dw, gflop);
+        run<ConvTile<32, 64, 32, 4, 8>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      }
     }
   }
   return 0;
