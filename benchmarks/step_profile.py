@@ -50,9 +50,11 @@ class _TimedModule:
 
     def _label(self, name, args, kwargs):
         if name in ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad"):
-            params, dtype = args[0], args[-2] if isinstance(args[-2], str) else "float32"
-            algorithm = kwargs.get("algorithm", args[-1] if isinstance(args[-1], str) else "auto")
-            variant = getattr(self._module, name + "_variant")(params, dtype, algorithm)
+            # deepconv.ops passes (params, pointers..., dtype, stream, algorithm)
+            strings = [a for a in args if isinstance(a, str)]
+            dtype = strings[0] if strings else "float32"
+            algorithm = kwargs.get("algorithm", strings[1] if len(strings) > 1 else "auto")
+            variant = getattr(self._module, name + "_variant")(args[0], dtype, algorithm)
             return f"{name} [{variant}]"
         return name
 
