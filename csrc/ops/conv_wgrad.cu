@@ -40,11 +40,14 @@ bool wgrad_split_as_general(const Pass& pass) {
 //    first layer, 27 columns (C/g * R * S) and a long reduction;
 //  - GeneralWide (128x128) for more than 64 columns.
 // Measured side by side (dev/conv3x3_tiles vgg_small: benchmarks/train_step.py's
-// layers, batch 16, CPU ms per call; 2-core EPYC shared with other jobs):
-//   3 -> 32 at 32x32:    128x64 7.3-8.6, 32x32x64 3.1-3.4 (three runs);
-//                        128x128 lost (9.7 -> 16.3);
-//   64 -> 128 at 8x8:    128x64 7.0, 128x128 6.1;   128 -> 128 at 8x8: 10.5, 9.1;
-//   128 -> 256 at 4x4:   5.8, 5.6;   256 -> 256 at 4x4: 11.2, 10.2;   at 2x2: 3.5, 3.1.
+// layers, batch 16, CPU ms per call; 2-core EPYC shared with other jobs, so
+// +-15% between runs of one tile):
+//   3 -> 32 at 32x32:  128x64 7.3-8.6, 32x32x64 3.1-3.4 (three runs); 128x128
+//                      lost (9.7 -> 16.3);
+//   128x128 against 128x64 at 8x8, 4x4 and 2x2 (64->128, 128->128,
+//   128->256, 256->256 x2): faster in 17 of 20 pairs over four runs, by
+//   ~10% (e.g. 256->256 at 4x4 11.2 -> 10.2, 12.7 -> 11.9, 15.3 -> 9.8,
+//   14.1 -> 12.4); 128->128 at 8x8 (Winograd's under auto) was mixed.
 enum class WgradTile { kGeneral, kSmall, kWide };
 template <typename Tiles, typename Pass>
 WgradTile wgrad_tile(const Pass& pass) {
