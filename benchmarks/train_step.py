@@ -170,7 +170,8 @@ def main(argv=None):
         print(line, flush=True)
         if args.profile:
             rows, total_ms = profile_step(model, criterion, optimizer, ours, device, args.repeat)
-            print_profile(name, rows, total_ms, 1e3 * batch / row["torch"] if "torch" in row else None)
+            torch_ms = 1e3 * batch / row["torch"] if "torch" in row else None
+            print_profile(name, rows, total_ms, torch_ms)
     print()
     for name, row in results.items():
         if "ratio_torch" in row:

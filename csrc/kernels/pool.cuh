@@ -37,9 +37,9 @@
 // Backward is a GATHER, not a scatter: one thread per input element visits
 // the windows that contain it, in order (p ascending, then q ascending), and
 // adds dy for each window that chose it (windows that cannot overlap take
-// the one-writer shortcut described at max_pool2d_bprop_scatter_kernel). No atomics; overlapping windows
-// (AlexNet's 3x3 stride 2) still sum in a fixed order, so dx is bitwise
-// identical across runs.
+// the one-writer shortcut described at max_pool2d_bprop_scatter_kernel).
+// No atomics; overlapping windows (AlexNet's 3x3 stride 2) still sum in a
+// fixed order, so dx is bitwise identical across runs.
 //
 // Arg-max without stored indices: bprop recomputes it from x and y, where y
 // must be fprop's output for this x. Element (h, w) is the arg-max of window
@@ -127,7 +127,8 @@ __device__ __forceinline__ PoolRowRun pool_row_run(std::int64_t item, std::int64
 
 // Grid-stride items of a kernel whose threads take runs of `run` along rows
 // of `length` elements: planes * rows * ceil(length / run).
-__host__ __device__ __forceinline__ std::int64_t pool_run_items(std::int64_t planes, std::int64_t rows,
+__host__ __device__ __forceinline__ std::int64_t pool_run_items(std::int64_t planes,
+                                                                std::int64_t rows,
                                                                 std::int64_t length, int run) {
   return planes * rows * ((length + run - 1) / run);
 }

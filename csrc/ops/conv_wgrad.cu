@@ -29,7 +29,8 @@ constexpr int kBiasThreads = 64;
 // step, whatever the block's shape), and split-K partials are reduced alike.
 template <typename Tile, typename Tiles, typename Pass>
 bool wgrad_split_as_general(const Pass& pass) {
-  const ConvSplitPlan general = conv_implicit_gemm_plan<typename Tiles::General>(pass, kSplitTarget);
+  using General = typename Tiles::General;
+  const ConvSplitPlan general = conv_implicit_gemm_plan<General>(pass, kSplitTarget);
   const ConvSplitPlan plan = conv_implicit_gemm_plan<Tile>(pass, kSplitTarget);
   return plan.splits == general.splits && plan.k_per_split == general.k_per_split;
 }
