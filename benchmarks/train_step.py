@@ -24,8 +24,16 @@ import json
 import os
 import sys
 
-import numpy as np
-from timing import median_time  # benchmarks/timing.py, beside this script
+# numpy's OpenBLAS workers spin for a while after each numpy BLAS call and
+# take a core from the emulator's workers; neither measurement uses numpy's
+# BLAS (deepconv runs its own kernels, PyTorch links MKL), so one thread,
+# set before numpy loads OpenBLAS. (The emulated step calls none, but a
+# spinning pool left by anything before it would skew the deepconv column.)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402 - after the thread setting above
+from step_profile import print_profile, profile_step  # noqa: E402 - beside this script
+from timing import median_time  # noqa: E402 - benchmarks/timing.py, beside this script
 
 import deepconv
 from deepconv import nn
@@ -80,7 +88,7 @@ def deepconv_step(name, batch, device):
         deepconv.synchronize(device)
         return float(loss)
 
-    return model, step
+    return model, criterion, optimizer, step
 
 
 def torch_step(torch, model, name, batch, device_type):
@@ -117,6 +125,8 @@ def main(argv=None):
                         help="deepconv's convolution algorithm (set_conv_algorithm)")
     parser.add_argument("--repeat", type=int, default=5, help="timed steps per measurement")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument("--profile", action="store_true",
+                        help="then profile deepconv's step: ms per kernel call, by layer and pass")
     args = parser.parse_args(argv)
     names = [n for n in args.networks.split(",") if n]
     unknown = set(names) - set(NETWORKS)
@@ -143,7 +153,7 @@ def main(argv=None):
     results = {}
     for name in names:
         batch = args.batch or NETWORKS[name][2]
-        model, ours = deepconv_step(name, batch, device)
+        model, criterion, optimizer, ours = deepconv_step(name, batch, device)
         row = {"batch": batch, "deepconv": batch / median_time(ours, args.repeat)}
         last_loss = ours()
         if not np.isfinite(last_loss):
@@ -158,6 +168,10 @@ def main(argv=None):
         if "torch" in row:
             line += f", PyTorch {row['torch']:8.1f} images/s"
         print(line, flush=True)
+        if args.profile:
+            rows, total_ms = profile_step(model, criterion, optimizer, ours, device, args.repeat)
+            torch_ms = 1e3 * batch / row["torch"] if "torch" in row else None
+            print_profile(name, rows, total_ms, torch_ms)
     print()
     for name, row in results.items():
         if "ratio_torch" in row:

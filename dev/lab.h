@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <functional>
 #include <string>
 #include <vector>
@@ -71,6 +72,29 @@ inline double median_seconds(const std::function<void()>& run, int repeat = 3) {
     run();
     synchronize();
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+// Median CPU seconds of the whole process (every emulator worker) per call
+// of `run`, after one warm-up: on a machine shared with other jobs it moves
+// far less than the wall time, which waits whenever a worker is preempted
+// (it does not show how well a launch spreads over the cores, though).
+inline double median_cpu_seconds(const std::function<void()>& run, int repeat = 3) {
+  auto cpu_now = [] {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+  };
+  run();
+  synchronize();
+  std::vector<double> times;
+  for (int i = 0; i < repeat; ++i) {
+    const double start = cpu_now();
+    run();
+    synchronize();
+    times.push_back(cpu_now() - start);
   }
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];

@@ -39,10 +39,14 @@ def test_conv3x3_validates_and_reports_gflops(tmp_path):
 
 def test_train_step_prints_images_per_second(tmp_path):
     stdout = run("train_step.py", "--networks", "digits_net", "--batch", "4", "--repeat", "1",
-                 "--json", tmp_path=tmp_path)
+                 "--json", "--profile", tmp_path=tmp_path)
     result = json.loads(stdout.strip().splitlines()[-1])
     row = result["rows"]["digits_net"]
     assert row["batch"] == 4 and row["deepconv"] > 0
+    # the profile charges each kernel call to its layer and pass, conv calls by variant
+    assert "digits_net: one profiled step" in stdout
+    assert "conv2.backward" in stdout and "conv2d_wgrad [" in stdout
+    assert "optimizer.step" in stdout and "(python:" in stdout
     if "torch" in row:
         assert "digits_net: deepconv reaches" in stdout and row["ratio_torch"] > 0
 

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 import deepconv
+from deepconv import _emu_gputiles
+from deepconv.backend import emu as emu_backend
 from deepconv.ops import max_pool2d, max_pool2d_backward
 from deepconv.ops.pool import pool_output_size
 from deepconv.testing import assert_gradient_close, assert_race_free, numeric_gradient
@@ -214,6 +216,46 @@ def test_bitwise_repeatable(device, dtype, rng):
     dx1 = max_pool2d_backward(x, first, dy, 3, 2, 1, True)
     dx2 = max_pool2d_backward(x, second, dy, 3, 2, 1, True)
     assert_bitwise_equal(dx1, deepconv.to_numpy(dx2))
+
+
+# Problems whose windows never overlap (stride >= window, or one window per
+# dimension): the backward scatters one window per thread
+# (max_pool2d_bprop_scatter_kernel) instead of gathering per input element.
+DISJOINT = ["vgg_2s2", "vgg_2s2_odd", "stride_gt_kernel", "ceil_last_window_dropped", "global",
+            "one_pixel"]
+
+
+@pytest.mark.parametrize("problem", DISJOINT)
+def test_disjoint_windows_keep_the_gather_bits(device, dtype, problem, rng):
+    # The gather's dx element is 0 + (the one window's dy): +0.0 for a -0.0
+    # gradient, and NaN / inf pass through. The scatter must write the same
+    # bits, and 0 wherever no window reaches (floor mode, stride > window).
+    shape, kernel, stride, padding, ceil_mode = PROBLEMS[problem]
+    x_host = sample(rng, shape, dtype, "ties")
+    x = on(device, x_host)
+    y = max_pool2d(x, kernel, stride, padding, ceil_mode)
+    specials = np.array([-0.0, 0.0, np.nan, np.inf, -np.inf, 1.5], dtype)
+    dy_host = specials[rng.integers(0, len(specials), size=y.shape)]
+    _, arg = pool_reference(x_host, kernel, stride, padding, ceil_mode)
+    expected = np.zeros(x_host.shape, dtype).reshape(shape[0] * shape[1], -1)
+    rows = np.arange(expected.shape[0])
+    flat_dy = dy_host.reshape(expected.shape[0], -1)
+    for o, target in enumerate(arg.reshape(expected.shape[0], -1).T):
+        expected[rows, target] = np.zeros((), dtype) + flat_dy[:, o]
+    dx = max_pool2d_backward(x, y, on(device, dy_host), kernel, stride, padding, ceil_mode)
+    assert_bitwise_equal(dx, expected.reshape(shape))
+
+
+@pytest.mark.parametrize("problem", ["vgg_2s2_odd", "stride_gt_kernel", "alexnet_3s2", "rect"])
+def test_gpu_work_split(monkeypatch, problem, rng):
+    # deepconv._emu_gputiles makes the GPU build's launch choices: one output
+    # (or input) element per thread instead of the emulator's row per thread.
+    monkeypatch.setattr(emu_backend.BACKEND, "module", _emu_gputiles)
+    shape, kernel, stride, padding, ceil_mode = PROBLEMS[problem]
+    x_host = sample(rng, shape, np.float32, "ties")
+    y_shape = pool_reference(x_host, kernel, stride, padding, ceil_mode)[0].shape
+    dy_host = sample(rng, y_shape, np.float32)
+    check_pool(deepconv.device("emu:0"), x_host, dy_host, kernel, stride, padding, ceil_mode)
 
 
 @pytest.mark.parametrize("problem", ["alexnet_conv1_3s2", "ceil_padding", "rect"])

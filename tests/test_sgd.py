@@ -187,6 +187,7 @@ def _state():
         "extra": arr(4),
         "strided": arr(8)[::2],
         "other_device": arr((2, 3), device="emu:2"),
+        "block": arr(10),  # velocities[1] and a gradient overlapping its tail
     }
 
 
@@ -241,6 +242,9 @@ BAD_CALLS = {
                           r"share memory"),
     "grad_is_param": (lambda s: sgd_update(s["w"], _with(s["g"], 0, s["w"][0]), s["v"], 0.1), ValueError,
                       r"^grads\[0\] and params\[0\] share memory"),
+    "grad_in_velocity_tail": (lambda s: sgd_update(
+        s["w"], _with(s["g"], 0, s["block"][4:8]), _with(s["v"], 1, s["block"][:6].reshape(2, 3)),
+        0.1), ValueError, r"^grads\[0\] and velocities\[1\] share memory"),
     "devices_mixed": (lambda s: sgd_update(s["w"], _with(s["g"], 1, s["other_device"]), s["v"], 0.1),
                       ValueError, r"^arrays are on different devices: .*grads\[1\] is on emu:2"),
 }

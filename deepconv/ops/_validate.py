@@ -61,7 +61,8 @@ def output(out, name: str, ref, ref_name: str):
     return writeable(out, name)
 
 
-def _span(arr, be) -> tuple[int, int]:
+def span(arr, be) -> tuple[int, int]:
+    """The bytes [start, end) of a C-contiguous array."""
     # C-contiguous, so the elements occupy exactly [start, start + nbytes).
     start = be.pointer(arr)
     return start, start + arr.nbytes
@@ -71,8 +72,8 @@ def overlaps(a, b, be) -> bool:
     """Whether two C-contiguous arrays on one device share any byte."""
     if a.nbytes == 0 or b.nbytes == 0:
         return False
-    a0, a1 = _span(a, be)
-    b0, b1 = _span(b, be)
+    a0, a1 = span(a, be)
+    b0, b1 = span(b, be)
     return a0 < b1 and b0 < a1
 
 
@@ -94,9 +95,9 @@ def in_place_or_disjoint(out, out_name: str, src, src_name: str, be):
 def disjoint(named_arrays, be):
     """No two of ``named_arrays`` (name -> array) may share memory."""
     items = [(name, a) for name, a in named_arrays if a.nbytes]
-    spans = sorted((_span(a, be), name) for name, a in items)
-    for (prev_span, prev_name), (span, name) in zip(spans, spans[1:]):
-        if span[0] < prev_span[1]:
+    spans = sorted((span(a, be), name) for name, a in items)
+    for (prev_span, prev_name), (this_span, name) in zip(spans, spans[1:]):
+        if this_span[0] < prev_span[1]:
             raise ValueError(
                 f"{name} and {prev_name} share memory: each must be a separate array "
                 "(the same parameter passed twice would be updated twice)"

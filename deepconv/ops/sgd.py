@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from deepconv.ops import _validate as check
 
 
@@ -69,14 +71,25 @@ def sgd_update(params, grads, velocities, lr, momentum=0.9, weight_decay=5e-4):
 
 def _check_no_aliasing(params, grads, velocities, be):
     """Written arrays (params, velocities) must be disjoint from every other
-    argument; gradients, only read, may share memory among themselves."""
+    argument; gradients, only read, may share memory among themselves.
+
+    Sorted spans and a binary search per gradient, not a test of every pair:
+    vgg_small's 2 x 22 written arrays against 22 gradients cost ~1000
+    overlap tests, 6 ms of a ~100 ms training step on the emulator."""
     written = [(f"params[{i}]", w) for i, w in enumerate(params)]
     written += [(f"velocities[{i}]", v) for i, v in enumerate(velocities)]
     check.disjoint(written, be)
+    # Disjoint and sorted by start, so their ends are sorted too: the last
+    # span starting before a gradient ends reaches furthest into it.
+    spans = sorted((check.span(a, be), name) for name, a in written if a.nbytes)
+    starts = [start for (start, _), _ in spans]
     for i, g in enumerate(grads):
-        for name, arr in written:
-            if check.overlaps(g, arr, be):
-                raise ValueError(
-                    f"grads[{i}] and {name} share memory: gradients must be separate "
-                    "from the parameters and velocities that the update writes"
-                )
+        if not g.nbytes:
+            continue
+        g_start, g_end = check.span(g, be)
+        k = bisect.bisect_left(starts, g_end) - 1
+        if k >= 0 and spans[k][0][1] > g_start:
+            raise ValueError(
+                f"grads[{i}] and {spans[k][1]} share memory: gradients must be separate "
+                "from the parameters and velocities that the update writes"
+            )

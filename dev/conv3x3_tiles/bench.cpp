@@ -2,6 +2,7 @@
 // --set cifar, batch 4), side by side on the emulator: the production choice
 // (ops/conv_tiles.cuh) beside candidate tiles, each validated against a
 // float64 host reference before it is timed. `make -C dev && dev/build/conv3x3_tiles`
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -14,6 +15,7 @@
 #include "ops/conv_dgrad.cu"  // the production passes and tiles through their launchers
 #include "ops/conv_fprop.cu"
 #include "ops/conv_wgrad.cu"
+#include "ops/conv_winograd.cu"  // the launchers above pick Winograd by the auto rule
 
 namespace {
 
@@ -79,7 +81,9 @@ void run(const char* label, Pass pass, lab::Buffer<float>& out, const std::vecto
                            std::to_string(Tile::kThreadN);
   if (!lab::validated(name, lab::relative_error(out.to_host(), want), 1e-4)) return;
   const double seconds = lab::median_seconds(once, 5);
-  std::printf("  %-34s %8.2f GFLOP/s  (%.3f ms)\n", name.c_str(), gflop / seconds, seconds * 1e3);
+  const double cpu_seconds = lab::median_cpu_seconds(once, 5);
+  std::printf("  %-34s %8.2f GFLOP/s  (%.3f ms; %.3f CPU ms)\n", name.c_str(), gflop / seconds,
+              seconds * 1e3, cpu_seconds * 1e3);
 }
 
 }  // namespace
@@ -103,16 +107,22 @@ int main(int argc, char** argv) {
   using Narrow32 = ConvTile<128, 32, 32, 8, 16>;
   // {C, K, H, batch}: benchmarks/conv3x3.py's cifar set at batch 4, then
   // the small-image end of its vgg224 set at batch 1 (must not regress).
-  const int shapes[][4] = {{3, 64, 32, 4},   {64, 64, 32, 4},  {64, 128, 16, 4},
-                           {128, 128, 16, 4}, {128, 256, 8, 4}, {256, 256, 8, 4},
-                           {256, 512, 4, 4},  {512, 512, 4, 4}, {512, 512, 2, 4},
-                           {256, 512, 28, 1}, {512, 512, 14, 1}, {512, 512, 14, 4},
-                           {512, 512, 7, 4}};
+  const std::vector<std::array<int, 4>> cifar = {
+      {3, 64, 32, 4},    {64, 64, 32, 4},  {64, 128, 16, 4}, {128, 128, 16, 4}, {128, 256, 8, 4},
+      {256, 256, 8, 4},  {256, 512, 4, 4}, {512, 512, 4, 4}, {512, 512, 2, 4},  {256, 512, 28, 1},
+      {512, 512, 14, 1}, {512, 512, 14, 4}, {512, 512, 7, 4}};
+  // `vgg_small` as the first argument: benchmarks/train_step.py's network
+  // (VGG-A at width 32 on 32x32 images, batch 16), with more wgrad tiles.
+  const std::vector<std::array<int, 4>> vgg_small = {
+      {3, 32, 32, 16},   {32, 64, 16, 16},  {64, 128, 8, 16}, {128, 128, 8, 16},
+      {128, 256, 4, 16}, {256, 256, 4, 16}, {256, 256, 2, 16}};
+  const bool small_net = argc > 1 && std::string(argv[1]) == "vgg_small";
+  const int first_size_arg = small_net ? 2 : 1;
   std::mt19937 rng(7);
   std::normal_distribution<float> normal;
-  for (const auto& s : shapes) {
-    bool wanted = argc < 2;
-    for (int i = 1; i < argc; ++i) wanted = wanted || std::atoi(argv[i]) == s[2];
+  for (const auto& s : small_net ? vgg_small : cifar) {
+    bool wanted = argc <= first_size_arg;
+    for (int i = first_size_arg; i < argc; ++i) wanted = wanted || std::atoi(argv[i]) == s[2];
     if (!wanted) continue;
     const ConvParams p = make(s[3], s[0], s[1], s[2]);
     std::vector<float> x(std::size_t(p.N) * p.C * p.H * p.W), w(std::size_t(p.K) * p.C * 9),
@@ -159,11 +169,34 @@ int main(int argc, char** argv) {
 
     dc::ConvWgradPass<float> wgrad{p};
     wgrad.x = bx.get(), wgrad.dy = bdy.get();
-    run<Tiles::General>("wgrad prod", wgrad, bdw, ref.dw, gflop);
+    dc::ops::visit_wgrad_variant<float>(p, [&](auto, auto tile, const char*) {
+      run<decltype(tile)>("wgrad prod", wgrad, bdw, ref.dw, gflop);
+    });
+    run<Tiles::General>("wgrad", wgrad, bdw, ref.dw, gflop);
     run<Tiles::GeneralWide>("wgrad", wgrad, bdw, ref.dw, gflop);
     run<ConvTile<128, 64, 16, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
     run<Short>("wgrad", wgrad, bdw, ref.dw, gflop);
     run<ConvTile<128, 64, 64, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
+    if (small_net) {
+      // Wider and deeper blocks: fewer re-gathers of the image operand per
+      // FLOP, fewer barriers per reduction step.
+      run<ConvTile<128, 128, 64, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      run<ConvTile<64, 128, 64, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      run<ConvTile<64, 256, 32, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      run<ConvTile<128, 256, 32, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      run<ConvTile<256, 64, 32, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      run<ConvTile<256, 128, 32, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      run<ConvTile<64, 64, 32, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      run<ConvTile<32, 128, 32, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      run<ConvTile<128, 128, 16, 8, 16>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      if (p.C <= 3) {  // 27 GEMM columns: blocks that waste fewer of them
+        run<ConvTile<32, 32, 32, 4, 8>>("wgrad", wgrad, bdw, ref.dw, gflop);
+        run<ConvTile<32, 32, 64, 4, 8>>("wgrad", wgrad, bdw, ref.dw, gflop);
+        run<ConvTile<32, 32, 16, 4, 8>>("wgrad", wgrad, bdw, ref.dw, gflop);
+        run<ConvTile<64, 32, 32, 4, 8>>("wgrad", wgrad, bdw, ref.dw, gflop);
+        run<ConvTile<32, 64, 32, 4, 8>>("wgrad", wgrad, bdw, ref.dw, gflop);
+      }
+    }
   }
   return 0;
 }
