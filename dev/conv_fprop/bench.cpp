@@ -10,6 +10,7 @@
 #include "lab.h"
 #include "ops/conv.h"
 #include "ops/conv_fprop.cu"  // v2: the production kernel through its launcher
+#include "ops/conv_winograd.cu"  // which conv2d_fprop dispatches to
 
 namespace {
 
