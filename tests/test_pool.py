@@ -5,8 +5,6 @@ import numpy as np
 import pytest
 
 import deepconv
-from deepconv import _emu_gputiles
-from deepconv.backend import emu as emu_backend
 from deepconv.ops import max_pool2d, max_pool2d_backward
 from deepconv.ops.pool import pool_output_size
 from deepconv.testing import assert_gradient_close, assert_race_free, numeric_gradient
@@ -244,18 +242,6 @@ def test_disjoint_windows_keep_the_gather_bits(device, dtype, problem, rng):
         expected[rows, target] = np.zeros((), dtype) + flat_dy[:, o]
     dx = max_pool2d_backward(x, y, on(device, dy_host), kernel, stride, padding, ceil_mode)
     assert_bitwise_equal(dx, expected.reshape(shape))
-
-
-@pytest.mark.parametrize("problem", ["vgg_2s2_odd", "stride_gt_kernel", "alexnet_3s2", "rect"])
-def test_gpu_work_split(monkeypatch, problem, rng):
-    # deepconv._emu_gputiles makes the GPU build's launch choices: one output
-    # (or input) element per thread instead of the emulator's row per thread.
-    monkeypatch.setattr(emu_backend.BACKEND, "module", _emu_gputiles)
-    shape, kernel, stride, padding, ceil_mode = PROBLEMS[problem]
-    x_host = sample(rng, shape, np.float32, "ties")
-    y_shape = pool_reference(x_host, kernel, stride, padding, ceil_mode)[0].shape
-    dy_host = sample(rng, y_shape, np.float32)
-    check_pool(deepconv.device("emu:0"), x_host, dy_host, kernel, stride, padding, ceil_mode)
 
 
 @pytest.mark.parametrize("problem", ["alexnet_conv1_3s2", "ceil_padding", "rect"])
